@@ -1,0 +1,87 @@
+//! Command-line edge: argument definitions (their doc comments are the help text), the
+//! legacy `ns` spelling, and turning results into output and exit codes.
+//!
+//! Exit codes: 0 success, 1 runtime failure, 2 usage error, 128+N when stopped by signal N
+//! after a clean finish. Errors are printed once, here, with their whole cause chain.
+
+pub mod legacy;
+mod record;
+
+use std::ffi::OsString;
+use std::io::IsTerminal;
+
+use clap::{Parser, Subcommand};
+
+/// Monitor virtual machines from the outside: record /proc traces on hosts and guests, then
+/// analyse how they move together.
+#[derive(Debug, Parser)]
+#[command(
+    name = "vmmon",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Sample /proc at a fixed rate and write one CSV row per interval.
+    ///
+    /// The legacy spelling of the original `ns` tool works too:
+    /// `vmmon record -rate 1 -period 600 -max 10 -name host -timestamp`, and a copy or link
+    /// of this binary named `ns` behaves as `vmmon record`.
+    Record(record::RecordArgs),
+}
+
+/// Exit code for a usage error.
+pub const EXIT_USAGE: i32 = 2;
+/// Exit code for a runtime failure.
+pub const EXIT_FAILURE: i32 = 1;
+
+/// Runs the command line `args` (argv including the program name) and returns the exit code.
+pub fn main(args: Vec<OsString>) -> i32 {
+    let args = legacy::rewrite(args);
+    let cli = match Cli::try_parse_from(args.clone()) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return e.exit_code();
+        }
+    };
+    let command: Vec<String> = args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let result = match cli.command {
+        Command::Record(a) => record::run(a, command),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => report(&e),
+    }
+}
+
+/// Prints an error chain once and maps it to an exit code.
+fn report(e: &anyhow::Error) -> i32 {
+    if e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    }) {
+        // The reader went away (`| head`): not an error for a pipeline.
+        return 0;
+    }
+    eprintln!("vmmon: error: {e:#}");
+    if e.downcast_ref::<crate::record::UsageError>().is_some() {
+        EXIT_USAGE
+    } else {
+        EXIT_FAILURE
+    }
+}
+
+/// Whether progress should be drawn (stderr is a terminal).
+fn stderr_is_terminal() -> bool {
+    std::io::stderr().is_terminal()
+}

@@ -1,0 +1,210 @@
+//! `vmmon record`: options → [`RecordConfig`], output file and sidecar, signals, progress.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::record::{DeviceFilter, RecordConfig, Recorder, SourceOptions};
+use crate::trace::{self, FileRows, RowSink, StdoutRows, TimeFormat};
+
+/// Options of `vmmon record`.
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    /// Samples per second (0.01 to 1000); legacy `-rate`.
+    #[arg(
+        short = 'r',
+        long,
+        default_value_t = 1.0,
+        allow_negative_numbers = true
+    )]
+    rate: f64,
+
+    /// Total duration: seconds, or with a unit (500ms, 10s, 5m, 2h); legacy `-period`.
+    /// Default: until interrupted.
+    #[arg(short = 'p', long, value_parser = parse_duration, allow_negative_numbers = true)]
+    period: Option<Duration>,
+
+    /// Stop after N data rows; legacy `-max`.
+    #[arg(short = 'n', long, value_name = "N")]
+    max: Option<u64>,
+
+    /// Source name for the metadata (host, vm1, …); legacy `-name`.
+    #[arg(long, allow_hyphen_values = true)]
+    name: Option<String>,
+
+    /// Format of the `time` column (always written); legacy `-timestamp` takes no value.
+    #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "unix", value_name = "FORMAT")]
+    timestamp: Option<TimeFormat>,
+
+    /// Write rows to FILE (and metadata to FILE.meta.json) instead of stdout; `-` is stdout.
+    #[arg(short = 'o', long, value_name = "FILE")]
+    output: Option<PathBuf>,
+
+    /// Write the JSON metadata here (default: next to -o FILE; none for stdout).
+    #[arg(long, value_name = "FILE")]
+    meta: Option<PathBuf>,
+
+    /// Write cumulative kernel counters (`*_total`) instead of per-interval rates.
+    #[arg(long)]
+    raw: bool,
+
+    /// Add CPU columns for each CPU (`cpu0_user_pct`, …).
+    #[arg(long)]
+    per_cpu: bool,
+
+    /// Record partitions as well as whole disks.
+    #[arg(long)]
+    partitions: bool,
+
+    /// Only these block devices and interfaces (comma-separated; `*` and `?` wildcards).
+    #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+    devices: Vec<String>,
+
+    /// Leave out these block devices and interfaces (comma-separated; wildcards).
+    #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+    exclude: Vec<String>,
+
+    /// Read proc files under this directory (for captured trees).
+    #[arg(long, default_value = "/proc", hide = true)]
+    proc_root: PathBuf,
+
+    /// Read sys files under this directory.
+    #[arg(long, default_value = "/sys", hide = true)]
+    sys_root: PathBuf,
+}
+
+/// Parses `10`, `2.5`, `500ms`, `10s`, `5m`, `2h` into a duration.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a duration (examples: 600, 10s, 500ms, 5m, 2h)"))?;
+    let scale = match unit {
+        "" | "s" => 1.0,
+        "ms" => 1e-3,
+        "m" | "min" => 60.0,
+        "h" => 3600.0,
+        _ => {
+            return Err(format!(
+                "unknown unit '{unit}' in '{s}' (use ms, s, m or h)"
+            ));
+        }
+    };
+    let secs = v * scale;
+    if !secs.is_finite() || secs <= 0.0 {
+        return Err(format!("'{s}' must be a positive duration"));
+    }
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("'{s}': {e}"))
+}
+
+impl RecordArgs {
+    fn config(&self) -> RecordConfig {
+        RecordConfig {
+            rate_hz: self.rate,
+            period: self.period,
+            max_rows: self.max,
+            name: self.name.clone(),
+            raw: self.raw,
+            time_format: self.timestamp.unwrap_or_default(),
+            proc_root: self.proc_root.clone(),
+            sys_root: self.sys_root.clone(),
+            sources: SourceOptions {
+                per_cpu: self.per_cpu,
+                filter: DeviceFilter {
+                    include: self.devices.clone(),
+                    exclude: self.exclude.clone(),
+                    partitions: self.partitions,
+                },
+            },
+        }
+    }
+}
+
+/// Runs `vmmon record`; returns the exit code (128+signal after a clean stop).
+pub fn run(args: RecordArgs, command: Vec<String>) -> anyhow::Result<i32> {
+    let config = args.config();
+    config.validate().map_err(anyhow::Error::new)?;
+    let stop = Arc::new(AtomicUsize::new(0));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_usize(sig, Arc::clone(&stop), sig as usize)
+            .context("cannot install signal handlers")?;
+    }
+    let mut recorder = Recorder::new(config)?;
+    let to_stdout = args.output.as_ref().is_none_or(|p| p.as_os_str() == "-");
+    let mut sink: Box<dyn RowSink> = if to_stdout {
+        Box::new(StdoutRows)
+    } else {
+        let path = args.output.as_ref().expect("checked above");
+        Box::new(FileRows::create(path)?)
+    };
+    let meta_path = args.meta.clone().or_else(|| {
+        (!to_stdout)
+            .then(|| args.output.as_deref().map(trace::sidecar_path))
+            .flatten()
+    });
+    let start_wall = crate::record::realtime();
+    let mut meta = recorder.metadata(start_wall, command);
+    if let Some(p) = &meta_path {
+        meta.write(p)?;
+    }
+
+    let bar = recorder
+        .config()
+        .expected_rows()
+        .filter(|_| super::stderr_is_terminal())
+        .map(|n| {
+            let style = ProgressStyle::with_template(
+                "{spinner} {bar:40} {pos}/{len} rows  {elapsed_precise} (eta {eta})",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
+            ProgressBar::new(n).with_style(style)
+        });
+    let mut on_row = |rows: u64| {
+        if let Some(b) = &bar {
+            b.set_position(rows);
+        }
+    };
+    let mut on_note = |msg: String| match &bar {
+        Some(b) => b.println(&msg),
+        None => eprintln!("{msg}"),
+    };
+    let result = recorder.run(sink.as_mut(), &stop, &mut on_row, &mut on_note);
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    let summary = match result {
+        Ok(s) => s,
+        Err(e) => {
+            if let Some(p) = &meta_path {
+                meta.status = "failed".into();
+                meta.end_unix = Some(crate::record::realtime().as_secs_f64());
+                let _ = meta.write(p);
+            }
+            return Err(e);
+        }
+    };
+    let status = if summary.signal.is_some() {
+        "interrupted"
+    } else {
+        "complete"
+    };
+    summary.apply(&mut meta, status);
+    if let Some(p) = &meta_path {
+        meta.write(p)?;
+    }
+    if summary.missed_slots > 0 {
+        eprintln!(
+            "vmmon: warning: {} sampling slot(s) missed: the recorder fell behind by a whole \
+             interval (lateness p99 {:.0} µs, max {:.0} µs)",
+            summary.missed_slots, summary.lateness.p99_us, summary.lateness.max_us
+        );
+    }
+    Ok(summary.signal.map_or(0, |s| 128 + s))
+}

@@ -1,0 +1,9 @@
+//! vmmon: monitor virtual machines from the outside.
+//!
+//! Record timestamped `/proc` traces on a host and inside its guests ([`record`]), keep them
+//! as CSV with a JSON sidecar ([`trace`]), and analyse them. The binary `vmmon` is a thin
+//! layer over [`cli`]; everything it does is reachable from Rust through these modules.
+
+pub mod cli;
+pub mod record;
+pub mod trace;

@@ -1,0 +1,346 @@
+//! The collector: samples `/proc` at a fixed rate and writes one CSV row per interval.
+//!
+//! Data flows one way: [`sources`] read raw counters into a [`Sample`], the [`Schema`]
+//! derives a row of cells from two samples, and the row goes to a [`RowSink`] in one write.
+//! Everything that depends on the machine is behind `proc_root`/`sys_root`, so tests point it
+//! at captured trees, and the clock is read only in [`Recorder::run`].
+
+pub mod procfile;
+pub mod schedule;
+pub mod schema;
+pub mod select;
+pub mod sources;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use crate::trace::{self, ColumnInfo, Kind, Metadata, RowSink, TimeFormat};
+pub use schedule::{Lateness, LatenessSummary, Schedule, monotonic, realtime};
+pub use schema::{Cell, Sample, Schema};
+pub use select::DeviceFilter;
+pub use sources::{Notes, SourceOptions};
+
+/// Lowest accepted sampling rate (one sample every 100 s).
+pub const MIN_RATE_HZ: f64 = 0.01;
+/// Highest accepted sampling rate: above it a sample's own cost fills the interval.
+pub const MAX_RATE_HZ: f64 = 1000.0;
+
+/// A mistake in what the user asked for (exit code 2), as opposed to a failure while running.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// Everything that defines a recording.
+#[derive(Debug, Clone)]
+pub struct RecordConfig {
+    /// Samples per second.
+    pub rate_hz: f64,
+    /// Total duration; `None`: until stopped.
+    pub period: Option<Duration>,
+    /// Stop after this many data rows.
+    pub max_rows: Option<u64>,
+    /// Source name (for the metadata and later `align`).
+    pub name: Option<String>,
+    /// Write cumulative counters instead of per-interval rates.
+    pub raw: bool,
+    /// Format of the `time` column.
+    pub time_format: TimeFormat,
+    /// Root of the proc tree (normally `/proc`).
+    pub proc_root: PathBuf,
+    /// Root of the sys tree (normally `/sys`).
+    pub sys_root: PathBuf,
+    /// Per-CPU columns and device selection.
+    pub sources: SourceOptions,
+}
+
+impl Default for RecordConfig {
+    fn default() -> Self {
+        RecordConfig {
+            rate_hz: 1.0,
+            period: None,
+            max_rows: None,
+            name: None,
+            raw: false,
+            time_format: TimeFormat::Unix,
+            proc_root: PathBuf::from("/proc"),
+            sys_root: PathBuf::from("/sys"),
+            sources: SourceOptions::default(),
+        }
+    }
+}
+
+impl RecordConfig {
+    /// Checks the rate and duration; the message says what is wrong and what is allowed.
+    pub fn validate(&self) -> Result<(), UsageError> {
+        let r = self.rate_hz;
+        if !r.is_finite() || !(MIN_RATE_HZ..=MAX_RATE_HZ).contains(&r) {
+            return Err(UsageError(format!(
+                "invalid rate {r} Hz: it must be a number from {MIN_RATE_HZ} to {MAX_RATE_HZ}"
+            )));
+        }
+        if let Some(p) = self.period
+            && p < self.interval()
+        {
+            return Err(UsageError(format!(
+                "period {} s is shorter than one sampling interval ({} s at {r} Hz)",
+                p.as_secs_f64(),
+                self.interval().as_secs_f64()
+            )));
+        }
+        if self.max_rows == Some(0) {
+            return Err(UsageError("--max must be at least 1".into()));
+        }
+        Ok(())
+    }
+
+    /// Time between samples.
+    pub fn interval(&self) -> Duration {
+        Duration::from_secs_f64(1.0 / self.rate_hz)
+    }
+
+    /// Data rows the run will write when bounded, for a progress bar.
+    pub fn expected_rows(&self) -> Option<u64> {
+        let by_period = self.period.map(|p| self.last_slot(p) + u64::from(self.raw));
+        match (by_period, self.max_rows) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Index of the last slot within `period` (a tiny tolerance absorbs float error in 1/rate).
+    fn last_slot(&self, period: Duration) -> u64 {
+        (period.as_secs_f64() * self.rate_hz + 1e-9).floor() as u64
+    }
+}
+
+/// How a run ended and how well it kept time.
+#[derive(Debug, Clone, Default)]
+pub struct RunSummary {
+    /// Data rows written.
+    pub rows: u64,
+    /// Slots skipped because the recorder fell behind.
+    pub missed_slots: u64,
+    /// Sampling lateness.
+    pub lateness: LatenessSummary,
+    /// The signal that stopped the run, if any.
+    pub signal: Option<i32>,
+    /// Wall-clock end.
+    pub end_wall: Duration,
+}
+
+/// A configured recorder: its sources are open and its columns fixed.
+pub struct Recorder {
+    config: RecordConfig,
+    schema: Schema,
+    sources: Vec<Box<dyn sources::Source>>,
+    notes: Notes,
+    buf: Vec<u8>,
+    cpus: usize,
+}
+
+impl Recorder {
+    /// Opens every source; fails (naming the file) if a required `/proc` file is unreadable.
+    pub fn new(config: RecordConfig) -> anyhow::Result<Self> {
+        config.validate()?;
+        let mut builder = schema::SchemaBuilder::new(config.raw);
+        let mut notes = Notes::default();
+        let srcs = sources::build_sources(
+            &config.proc_root,
+            &config.sys_root,
+            &config.sources,
+            &mut builder,
+            &mut notes,
+        )?;
+        let cpus = std::fs::read_to_string(config.proc_root.join("stat"))
+            .map(|s| {
+                s.lines()
+                    .filter(|l| l.starts_with("cpu") && !l.starts_with("cpu "))
+                    .count()
+            })
+            .unwrap_or(0);
+        Ok(Recorder {
+            config,
+            schema: builder.finish(),
+            sources: srcs,
+            notes,
+            buf: Vec::with_capacity(16 * 1024),
+            cpus,
+        })
+    }
+
+    /// The recording's columns.
+    pub fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &RecordConfig {
+        &self.config
+    }
+
+    /// Every CSV column, `time` and `elapsed` first.
+    pub fn columns(&self) -> Vec<ColumnInfo> {
+        let time = |name: &str, unit: &str| ColumnInfo {
+            name: name.into(),
+            kind: Kind::Time,
+            unit: unit.into(),
+        };
+        let mut cols = vec![time("time", "s"), time("elapsed", "s")];
+        cols.extend(self.schema.columns.iter().map(|c| ColumnInfo {
+            name: c.name.clone(),
+            kind: c.kind,
+            unit: c.unit.clone(),
+        }));
+        cols
+    }
+
+    /// The CSV header line.
+    pub fn header(&self) -> String {
+        let names: Vec<String> = self.columns().into_iter().map(|c| c.name).collect();
+        names.join(",") + "\n"
+    }
+
+    /// Reads every source into `sample` (its times are the caller's).
+    pub fn read(&mut self, sample: &mut Sample) {
+        for s in &mut self.sources {
+            s.read(&mut self.buf, &mut sample.values, &mut self.notes);
+        }
+    }
+
+    /// Messages for the user queued since the last call (new devices, unreadable files).
+    pub fn take_notes(&mut self) -> Vec<String> {
+        self.notes.drain()
+    }
+
+    /// Metadata describing this recording before it runs (`status` = `running`).
+    pub fn metadata(&self, start_wall: Duration, command: Vec<String>) -> Metadata {
+        let read = |p: &str| procfile::read_trimmed(&self.config.proc_root.join(p));
+        let mut start_iso = String::new();
+        trace::push_time(&mut start_iso, start_wall, TimeFormat::Iso);
+        Metadata {
+            vmmon_version: env!("CARGO_PKG_VERSION").to_string(),
+            name: self.config.name.clone(),
+            host: read("sys/kernel/hostname"),
+            kernel: read("sys/kernel/osrelease"),
+            boot_id: read("sys/kernel/random/boot_id"),
+            clock_source: procfile::read_trimmed(
+                &self
+                    .config
+                    .sys_root
+                    .join("devices/system/clocksource/clocksource0/current_clocksource"),
+            ),
+            // SAFETY: sysconf has no preconditions.
+            ticks_per_second: unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as i64,
+            cpus: self.cpus,
+            rate_hz: self.config.rate_hz,
+            mode: if self.config.raw { "raw" } else { "rates" }.into(),
+            time_format: self.config.time_format,
+            start_unix: start_wall.as_secs_f64(),
+            start_iso,
+            end_unix: None,
+            status: "running".into(),
+            rows: 0,
+            missed_slots: 0,
+            lateness: LatenessSummary::default(),
+            devices: self.schema.devices.clone(),
+            columns: self.columns(),
+            proc_root: self.config.proc_root.display().to_string(),
+            command,
+        }
+    }
+
+    /// Formats one row (time, elapsed, cells) into `out`.
+    pub fn format_row(&self, sample: &Sample, cells: &[Cell], out: &mut String) {
+        use std::fmt::Write as _;
+        out.clear();
+        trace::push_time(out, sample.wall, self.config.time_format);
+        out.push(',');
+        trace::push_seconds(out, sample.mono);
+        for cell in cells {
+            out.push(',');
+            let _ = match cell {
+                Cell::Empty => Ok(()),
+                Cell::Int(v) => write!(out, "{v}"),
+                Cell::Num(v) => write!(out, "{v}"),
+            };
+        }
+        out.push('\n');
+    }
+
+    /// Records until the period or row limit is reached or `stop` becomes non-zero (the
+    /// signal number). Writes the header first. `on_row` sees the row count after each row,
+    /// `on_note` each message for the user.
+    pub fn run(
+        &mut self,
+        sink: &mut dyn RowSink,
+        stop: &AtomicUsize,
+        on_row: &mut dyn FnMut(u64),
+        on_note: &mut dyn FnMut(String),
+    ) -> anyhow::Result<RunSummary> {
+        for n in self.take_notes() {
+            on_note(n);
+        }
+        sink.write_row(self.header().as_bytes())?;
+        let interval = self.config.interval();
+        let start = monotonic();
+        let mut schedule = Schedule::new(start, interval);
+        let last_slot = self.config.period.map(|p| self.config.last_slot(p));
+        let mut lateness = Lateness::default();
+        let (mut prev, mut cur) = (self.schema.new_sample(), self.schema.new_sample());
+        let mut cells = Vec::with_capacity(self.schema.columns.len());
+        let mut line = String::with_capacity(4096);
+        let mut rows = 0u64;
+        let mut have_prev = false;
+        loop {
+            if self.config.max_rows.is_some_and(|m| rows >= m) {
+                break;
+            }
+            let Some((slot, deadline)) = schedule.wait(stop) else {
+                break;
+            };
+            if last_slot.is_some_and(|last| slot > last) {
+                break;
+            }
+            let now = monotonic();
+            lateness.record(now.saturating_sub(deadline));
+            cur.mono = now - start;
+            cur.wall = realtime();
+            self.read(&mut cur);
+            if self.config.raw || have_prev {
+                self.schema.derive(&prev, &cur, &mut cells);
+                self.format_row(&cur, &cells, &mut line);
+                sink.write_row(line.as_bytes())?;
+                rows += 1;
+                on_row(rows);
+            }
+            have_prev = true;
+            std::mem::swap(&mut prev, &mut cur);
+            for n in self.take_notes() {
+                on_note(n);
+            }
+        }
+        let signal = match stop.load(Ordering::Relaxed) {
+            0 => None,
+            s => Some(s as i32),
+        };
+        Ok(RunSummary {
+            rows,
+            missed_slots: schedule.missed(),
+            lateness: lateness.summary(),
+            signal,
+            end_wall: realtime(),
+        })
+    }
+}
+
+impl RunSummary {
+    /// Copies how the run went into its metadata.
+    pub fn apply(&self, meta: &mut Metadata, status: &str) {
+        meta.status = status.into();
+        meta.rows = self.rows;
+        meta.missed_slots = self.missed_slots;
+        meta.lateness = self.lateness;
+        meta.end_unix = Some(self.end_wall.as_secs_f64());
+    }
+}

@@ -1,0 +1,5 @@
+//! One integration-test binary (one link step), a module per area.
+
+mod util;
+
+mod sar;
