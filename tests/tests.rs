@@ -2,4 +2,5 @@
 
 mod util;
 
+mod fixtures;
 mod sar;
