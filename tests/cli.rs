@@ -1,0 +1,397 @@
+//! End-to-end tests of `vmmon record` as a user runs it: spellings, row counts, signals,
+//! kill -9, disk full, and every usage error a user can make, with its message.
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::util::{require_root, vmmon};
+
+fn fixture_root(case: &str) -> [String; 4] {
+    let base = format!("{}/testdata/proc/{case}/t0", env!("CARGO_MANIFEST_DIR"));
+    [
+        "--proc-root".into(),
+        format!("{base}/proc"),
+        "--sys-root".into(),
+        format!("{base}/sys"),
+    ]
+}
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = vmmon().args(args).output().expect("run vmmon");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn header(csv: &str) -> &str {
+    csv.lines().next().expect("a header line")
+}
+
+/// Every line of a CSV has as many fields as the header and the text ends on a newline.
+fn assert_whole_rows(csv: &str) -> usize {
+    assert!(
+        csv.is_empty() || csv.ends_with('\n'),
+        "ends mid-row: {csv:?}"
+    );
+    let n = header(csv).split(',').count();
+    for (i, line) in csv.lines().enumerate() {
+        assert_eq!(
+            line.split(',').count(),
+            n,
+            "line {} is not whole: {line}",
+            i + 1
+        );
+    }
+    csv.lines().count() - 1
+}
+
+#[test]
+fn legacy_and_modern_spellings_give_identical_columns() {
+    let (c1, legacy, e1) = run(&[
+        "record",
+        "-rate",
+        "20",
+        "-max",
+        "2",
+        "-name",
+        "h",
+        "-timestamp",
+    ]);
+    let (c2, modern, e2) = run(&[
+        "record",
+        "--rate",
+        "20",
+        "--max",
+        "2",
+        "--name",
+        "h",
+        "--timestamp",
+    ]);
+    let (c3, short, e3) = run(&["record", "-r", "20", "-n", "2"]);
+    assert_eq!((c1, c2, c3), (0, 0, 0), "{e1}{e2}{e3}");
+    assert_eq!(header(&legacy), header(&modern));
+    assert_eq!(header(&legacy), header(&short));
+    assert!(header(&legacy).starts_with("time,elapsed,cpu_user_pct,"));
+}
+
+#[test]
+fn max_gives_exactly_that_many_rows() {
+    let (code, out, err) = run(&["record", "-rate", "50", "-max", "5"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(assert_whole_rows(&out), 5);
+}
+
+#[test]
+fn period_bounds_the_run_and_rows_are_on_the_grid() {
+    let (code, out, err) = run(&["record", "--rate", "20", "--period", "500ms"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(assert_whole_rows(&out), 10);
+    // elapsed of row k is k/20 s late by at most a few ms on an idle machine
+    for (k, line) in out.lines().skip(1).enumerate() {
+        let elapsed: f64 = line
+            .split(',')
+            .nth(1)
+            .expect("elapsed")
+            .parse()
+            .expect("number");
+        let due = (k + 1) as f64 / 20.0;
+        assert!(
+            elapsed >= due && elapsed < due + 0.04,
+            "row {k}: {elapsed} vs {due}"
+        );
+    }
+}
+
+#[test]
+fn a_hyphen_value_and_shorts_parse() {
+    let (code, out, err) = run(&["record", "-r", "10", "-n", "1", "--name", "-vm-", "--raw"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(header(&out).contains("ctxt_total"));
+}
+
+#[test]
+fn invoked_as_ns_it_records() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ns = dir.path().join("ns");
+    std::os::unix::fs::symlink(crate::util::vmmon_bin(), &ns).expect("symlink");
+    let out = Command::new(&ns)
+        .args(["-rate", "20", "-max", "3", "-timestamp"])
+        .output()
+        .expect("run ns");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(assert_whole_rows(&String::from_utf8_lossy(&out.stdout)), 3);
+}
+
+#[test]
+fn iso_timestamps() {
+    let (code, out, err) = run(&["record", "-r", "20", "-n", "1", "--timestamp", "iso"]);
+    assert_eq!(code, 0, "{err}");
+    let t = out
+        .lines()
+        .nth(1)
+        .expect("row")
+        .split(',')
+        .next()
+        .expect("time");
+    assert!(
+        t.len() == 27 && t.ends_with('Z') && t.as_bytes()[10] == b'T',
+        "{t}"
+    );
+}
+
+#[test]
+fn output_file_and_metadata_sidecar() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let csv = dir.path().join("host.csv");
+    let csv_s = csv.to_str().expect("utf-8 path");
+    let (code, out, err) = run(&[
+        "record", "-r", "20", "-n", "4", "-name", "host", "-o", csv_s,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.is_empty());
+    let text = std::fs::read_to_string(&csv).expect("csv");
+    assert_eq!(assert_whole_rows(&text), 4);
+    let meta: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("host.csv.meta.json")).expect("sidecar"),
+    )
+    .expect("json");
+    assert_eq!(meta["status"], "complete");
+    assert_eq!(meta["name"], "host");
+    assert_eq!(meta["rows"], 4);
+    assert_eq!(meta["rate_hz"], 20.0);
+    assert_eq!(meta["missed_slots"], 0);
+    let cols = meta["columns"].as_array().expect("columns");
+    assert_eq!(cols.len(), header(&text).split(',').count());
+    assert_eq!(cols[2]["name"], "cpu_user_pct");
+    assert_eq!(cols[2]["kind"], "rate");
+    assert!(meta["ticks_per_second"].as_i64().expect("ticks") > 0);
+}
+
+fn spawn_recorder(file: &std::path::Path, rate: &str) -> std::process::Child {
+    vmmon()
+        .args(["record", "--rate", rate, "-o"])
+        .arg(file)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn")
+}
+
+fn rows_in(path: &std::path::Path) -> usize {
+    std::fs::read_to_string(path).map_or(0, |t| t.lines().count().saturating_sub(1))
+}
+
+fn wait_for_rows(path: &std::path::Path, n: usize) {
+    for _ in 0..200 {
+        if rows_in(path) >= n {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("recorder wrote fewer than {n} rows in 5 s");
+}
+
+#[test]
+fn kill_9_leaves_only_whole_rows() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for round in 0..5 {
+        let file = dir.path().join(format!("k{round}.csv"));
+        let mut child = spawn_recorder(&file, "200");
+        wait_for_rows(&file, 10 + round * 7);
+        child.kill().expect("SIGKILL");
+        child.wait().expect("wait");
+        let text = std::fs::read_to_string(&file).expect("csv");
+        assert!(assert_whole_rows(&text) >= 10);
+        let meta = std::fs::read_to_string(vmmon_sidecar(&file)).expect("sidecar");
+        assert!(
+            meta.contains("\"running\""),
+            "killed run's metadata says running"
+        );
+    }
+}
+
+fn vmmon_sidecar(file: &std::path::Path) -> std::path::PathBuf {
+    vmmon::trace::sidecar_path(file)
+}
+
+fn stop_with(signal: i32, code: i32) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("s.csv");
+    let mut child = spawn_recorder(&file, "50");
+    wait_for_rows(&file, 3);
+    // SAFETY: plain kill(2) of our own child.
+    unsafe { libc::kill(child.id() as i32, signal) };
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(code));
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut err)
+        .expect("read");
+    let text = std::fs::read_to_string(&file).expect("csv");
+    let rows = assert_whole_rows(&text);
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(vmmon_sidecar(&file)).expect("sidecar"))
+            .expect("json");
+    assert_eq!(meta["status"], "interrupted", "{err}");
+    assert_eq!(meta["rows"].as_u64(), Some(rows as u64));
+}
+
+#[test]
+fn sigint_stops_cleanly_with_130() {
+    stop_with(libc::SIGINT, 130);
+}
+
+#[test]
+fn sigterm_stops_cleanly_with_143() {
+    stop_with(libc::SIGTERM, 143);
+}
+
+#[test]
+fn a_closed_pipe_is_a_clean_exit() {
+    let mut child = vmmon()
+        .args(["record", "--rate", "100"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut first = [0u8; 64];
+    stdout.read_exact(&mut first).expect("some output");
+    drop(stdout);
+    let status = child.wait().expect("wait");
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut err)
+        .expect("read");
+    assert_eq!(status.code(), Some(0), "{err}");
+    assert!(err.is_empty(), "{err}");
+}
+
+#[test]
+fn usage_errors_exit_2_with_a_clear_message() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["record", "--rate", "0"], "invalid rate 0 Hz"),
+        (&["record", "-rate", "-1"], "invalid rate -1 Hz"),
+        (&["record", "--rate", "NaN"], "invalid rate NaN Hz"),
+        (&["record", "--rate", "5000"], "from 0.01 to 1000"),
+        (&["record", "--rate", "fast"], "invalid value 'fast'"),
+        (
+            &["record", "--rate", "1", "--period", "0.5"],
+            "shorter than one sampling interval",
+        ),
+        (&["record", "--period", "10parsecs"], "unknown unit"),
+        (&["record", "--period", "-3"], "positive duration"),
+        (&["record", "--max", "0"], "--max must be at least 1"),
+        (&["record", "--bogus"], "unexpected argument '--bogus'"),
+        (
+            &["record", "--timestamp", "julian"],
+            "invalid value 'julian'",
+        ),
+        (&["frobnicate"], "unrecognized subcommand"),
+    ];
+    for (args, msg) in cases {
+        let (code, out, err) = run(args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(out.is_empty(), "{args:?}");
+        assert!(err.contains(msg), "{args:?}: want {msg:?} in {err:?}");
+    }
+}
+
+#[test]
+fn runtime_errors_exit_1_and_name_the_file() {
+    let (code, _, err) = run(&["record", "-n", "1", "-o", "/nonexistent-dir/x.csv"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("cannot create output file /nonexistent-dir/x.csv"),
+        "{err}"
+    );
+
+    let (code, _, err) = run(&["record", "-n", "1", "--proc-root", "/nonexistent-proc"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("cannot read /nonexistent-proc/stat"), "{err}");
+
+    let (code, _, err) = run(&["record", "-n", "1", "-o", "/dev/full"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("writing /dev/full: No space left on device"),
+        "{err}"
+    );
+}
+
+/// Unmounts the test's tmpfs even when the test fails.
+struct Mount(std::path::PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn disk_full_during_a_run_keeps_every_whole_row() {
+    if !require_root("mounts a 64 KiB tmpfs to fill it") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ok = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+        .arg(dir.path())
+        .status()
+        .expect("mount");
+    assert!(ok.success(), "mount tmpfs");
+    let _guard = Mount(dir.path().to_path_buf());
+    let file = dir.path().join("full.csv");
+    let out = vmmon()
+        .args(["record", "--rate", "1000", "--raw", "-o"])
+        .arg(&file)
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("No space left on device"), "{err}");
+    assert!(err.contains("data rows written before are intact"), "{err}");
+    let text = std::fs::read_to_string(&file).expect("csv");
+    assert!(assert_whole_rows(&text) > 10);
+}
+
+#[test]
+fn device_selection_on_a_captured_tree() {
+    let root = fixture_root("basic");
+    let mut args = vec!["record", "--raw", "-n", "1", "--devices", "lo,vda"];
+    args.extend(root.iter().map(String::as_str));
+    let (code, out, err) = run(&args);
+    assert_eq!(code, 0, "{err}");
+    let h = header(&out);
+    assert!(h.contains("net_lo_rx_bytes_total") && h.contains("disk_vda_reads_total"));
+    assert!(!h.contains("eth0") && !h.contains("zram0"), "{h}");
+    // The captured counters come through unchanged.
+    let row: Vec<&str> = out.lines().nth(1).expect("row").split(',').collect();
+    let col = |name: &str| h.split(',').position(|c| c == name).expect(name);
+    assert_eq!(row[col("net_lo_rx_bytes_total")], "3193");
+
+    let mut args = vec![
+        "record",
+        "--raw",
+        "-n",
+        "1",
+        "--exclude",
+        "eth*,zram*",
+        "--partitions",
+    ];
+    args.extend(root.iter().map(String::as_str));
+    let (code, out, err) = run(&args);
+    assert_eq!(code, 0, "{err}");
+    assert!(!header(&out).contains("eth0") && header(&out).contains("net_lo_"));
+}
