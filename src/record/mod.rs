@@ -282,6 +282,7 @@ impl Recorder {
             on_note(n);
         }
         sink.write_row(self.header().as_bytes())?;
+        schedule::tighten_timer_slack();
         let interval = self.config.interval();
         let start = monotonic();
         let mut schedule = Schedule::new(start, interval);
