@@ -4,6 +4,8 @@
 //! as CSV with a JSON sidecar ([`trace`]), and analyse them. The binary `vmmon` is a thin
 //! layer over [`cli`]; everything it does is reachable from Rust through these modules.
 
+#![warn(missing_docs)]
+
 pub mod cli;
 pub mod record;
 pub mod trace;

@@ -17,20 +17,33 @@ pub use crate::trace::Kind;
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Derive {
     /// The gauge slot's current value.
-    Gauge { slot: usize },
+    Gauge {
+        /// Gauge slot.
+        slot: usize,
+    },
     /// The counter slot's current value.
-    Total { slot: usize },
+    Total {
+        /// Counter slot.
+        slot: usize,
+    },
     /// `(Δslot − Δminus) × scale / Δt`, at most `cap`; empty if a counter went backwards.
     Rate {
+        /// Counter slot.
         slot: usize,
+        /// Counter slot whose delta is subtracted (clamped at 0).
         minus: Option<usize>,
+        /// Unit conversion applied to the delta (512 for sectors to bytes).
         scale: f64,
+        /// Largest value the rate may take.
         cap: Option<f64>,
     },
     /// One CPU time field as % of the group's total ticks in the interval.
     CpuPct {
+        /// Counter slot of the group's first field (`user`).
         base: usize,
+        /// Index of the field in [`crate::record::sources::CPU_FIELDS`].
         field: usize,
+        /// How many fields this kernel reports.
         nfields: usize,
     },
 }
