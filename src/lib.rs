@@ -8,4 +8,5 @@
 
 pub mod cli;
 pub mod record;
+pub mod sysid;
 pub mod trace;

@@ -2,6 +2,7 @@
 
 mod util;
 
+mod analysis;
 mod cli;
 mod fixtures;
 mod sar;

@@ -4,6 +4,7 @@
 //! Exit codes: 0 success, 1 runtime failure, 2 usage error, 128+N when stopped by signal N
 //! after a clean finish. Errors are printed once, here, with their whole cause chain.
 
+mod analyze;
 pub mod legacy;
 mod record;
 
@@ -34,6 +35,12 @@ enum Command {
     /// `vmmon record -rate 1 -period 600 -max 10 -name host -timestamp`, and a copy or link
     /// of this binary named `ns` behaves as `vmmon record`.
     Record(record::RecordArgs),
+    /// Cross-correlation of two columns of a trace (or autocorrelation of one), with the
+    /// 99% bound for independent white series. Positive lags: the input leads the output.
+    Xcorr(analyze::XcorrArgs),
+    /// Impulse and step response of an output column to one or more input columns: by
+    /// correlation analysis with AR prewhitening, or by FIR least squares.
+    Impulse(analyze::ImpulseArgs),
 }
 
 /// Exit code for a usage error.
@@ -57,6 +64,8 @@ pub fn main(args: Vec<OsString>) -> i32 {
         .collect();
     let result = match cli.command {
         Command::Record(a) => record::run(a, command),
+        Command::Xcorr(a) => analyze::xcorr(a),
+        Command::Impulse(a) => analyze::impulse(a),
     };
     match result {
         Ok(code) => code,

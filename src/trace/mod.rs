@@ -4,6 +4,8 @@
 //! recorder killed with SIGKILL leaves only whole rows; if a write fails part-way (disk full)
 //! the file is cut back to the last whole row.
 
+pub mod read;
+
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};

@@ -1,0 +1,537 @@
+//! Reading traces for analysis: selected columns of a CSV file (or stdin) as evenly sampled
+//! series, with missing values and time gaps handled by an explicit policy.
+//!
+//! Only the selected columns are kept (8 bytes a value), so memory does not depend on how
+//! wide the file is; rows are streamed through one reused record. Internally a missing value
+//! is NaN: a NaN written in the file is refused at parse time, so the two cannot mix.
+
+use std::io::Read;
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use serde::Serialize;
+
+use crate::sysid::stats::{self, Detrend};
+
+/// A bound of the analysed range: a time in the trace's own time, or a row index.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Bound {
+    /// A value of the `time` column (Unix seconds; RFC 3339 is accepted on the command line).
+    Time(f64),
+    /// A 0-based data row index, written `#N`.
+    Row(usize),
+}
+
+impl std::str::FromStr for Bound {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if let Some(row) = s.strip_prefix('#') {
+            return row
+                .parse()
+                .map(Bound::Row)
+                .map_err(|_| format!("'{s}': a row index is written #N with N ≥ 0"));
+        }
+        parse_time(s).map(Bound::Time).ok_or_else(|| {
+            format!("'{s}' is neither a time (Unix seconds or RFC 3339) nor a row (#N)")
+        })
+    }
+}
+
+/// Parses Unix seconds or an RFC 3339 time.
+pub fn parse_time(s: &str) -> Option<f64> {
+    let s = s.trim();
+    if let Ok(v) = s.parse::<f64>() {
+        return v.is_finite().then_some(v);
+    }
+    chrono::DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.timestamp() as f64 + f64::from(t.timestamp_subsec_nanos()) * 1e-9)
+}
+
+/// What to do with missing cells and time gaps.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Gaps {
+    /// Refuse, naming the rows.
+    #[default]
+    Error,
+    /// Fill short gaps by linear interpolation (see `--max-gap`).
+    Interpolate,
+    /// Analyse every clean segment; lags never cross a gap.
+    Split,
+    /// Analyse only the longest clean segment.
+    Longest,
+}
+
+/// How to read and prepare series.
+#[derive(Debug, Clone)]
+pub struct ReadOptions {
+    /// First row or time analysed.
+    pub from: Option<Bound>,
+    /// Last row or time analysed (inclusive).
+    pub to: Option<Bound>,
+    /// Turn `*_total` counters into per-second rates.
+    pub rates: bool,
+    /// Missing values and gaps.
+    pub gaps: Gaps,
+    /// Longest run of missing samples `Gaps::Interpolate` fills.
+    pub max_gap: usize,
+    /// A time step differing from the median by more than this fraction is non-uniform.
+    pub tolerance: f64,
+    /// Detrending applied to each segment.
+    pub detrend: Detrend,
+}
+
+impl Default for ReadOptions {
+    fn default() -> Self {
+        ReadOptions {
+            from: None,
+            to: None,
+            rates: false,
+            gaps: Gaps::Error,
+            max_gap: 5,
+            tolerance: 0.1,
+            detrend: Detrend::Mean,
+        }
+    }
+}
+
+/// A stretch of evenly sampled rows with no missing values.
+#[derive(Debug, Clone, Serialize)]
+pub struct Segment {
+    /// Index of the segment's first sample among the data rows read.
+    pub first_row: usize,
+    /// Time of the first sample.
+    pub start_time: f64,
+    /// One series per requested column.
+    pub columns: Vec<Vec<f64>>,
+    /// What detrending removed from each column: (offset, slope per sample).
+    pub trend: Vec<(f64, f64)>,
+}
+
+impl Segment {
+    /// Samples in the segment.
+    pub fn len(&self) -> usize {
+        self.columns.first().map_or(0, Vec::len)
+    }
+
+    /// Whether the segment has no samples.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Series prepared for analysis.
+#[derive(Debug, Clone, Serialize)]
+pub struct Series {
+    /// Requested column names, in order.
+    pub names: Vec<String>,
+    /// Clean segments (one unless `Gaps::Split`).
+    pub segments: Vec<Segment>,
+    /// Median time step in seconds (1 when the trace has no `time` column).
+    pub step: f64,
+    /// Rows read within the range.
+    pub rows: usize,
+    /// Things the user should know (interpolated gaps, non-uniform steps, rate conversion).
+    pub notes: Vec<String>,
+}
+
+impl Series {
+    /// Total samples over all segments.
+    pub fn samples(&self) -> usize {
+        self.segments.iter().map(Segment::len).sum()
+    }
+}
+
+/// Raw columns as read: time and values, NaN where a cell was empty.
+struct Raw {
+    label: String,
+    time: Vec<f64>,
+    lines: Vec<u64>,
+    values: Vec<Vec<f64>>,
+    has_time: bool,
+}
+
+fn open(input: &str) -> anyhow::Result<(Box<dyn Read>, String)> {
+    if input == "-" {
+        return Ok((Box::new(std::io::stdin().lock()), "<stdin>".into()));
+    }
+    let f = std::fs::File::open(Path::new(input))
+        .with_context(|| format!("cannot open trace {input}"))?;
+    Ok((
+        Box::new(std::io::BufReader::with_capacity(1 << 16, f)),
+        input.into(),
+    ))
+}
+
+fn read_raw(input: &str, names: &[String], opts: &ReadOptions) -> anyhow::Result<Raw> {
+    let (reader, label) = open(input)?;
+    let mut csv = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(false)
+        .from_reader(reader);
+    let header = csv
+        .headers()
+        .with_context(|| format!("{label}: cannot read the header"))?
+        .clone();
+    let find = |name: &str| header.iter().position(|h| h.trim() == name);
+    let mut idx = Vec::with_capacity(names.len());
+    for name in names {
+        match find(name) {
+            Some(i) => idx.push(i),
+            None => {
+                let available: Vec<&str> = header.iter().collect();
+                bail!(
+                    "{label}: no column named '{name}'; the columns are: {}",
+                    available.join(", ")
+                );
+            }
+        }
+    }
+    let time_idx = find("time");
+    let mut raw = Raw {
+        label: label.clone(),
+        time: Vec::new(),
+        lines: Vec::new(),
+        values: vec![Vec::new(); names.len()],
+        has_time: time_idx.is_some(),
+    };
+    let mut record = csv::StringRecord::new();
+    let mut row = 0usize;
+    loop {
+        let more = csv
+            .read_record(&mut record)
+            .map_err(|e| anyhow::anyhow!("{label}: {e}"))?;
+        if !more {
+            break;
+        }
+        let line = record.position().map_or(0, |p| p.line());
+        let t = match time_idx {
+            Some(ti) => {
+                let cell = record.get(ti).unwrap_or("").trim();
+                parse_time(cell).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "{label}:{line}:{}: time '{cell}' is not Unix seconds or RFC 3339",
+                        ti + 1
+                    )
+                })?
+            }
+            None => row as f64,
+        };
+        let in_range_from = match opts.from {
+            Some(Bound::Row(r)) => row >= r,
+            Some(Bound::Time(f)) => t >= f,
+            None => true,
+        };
+        let past_end = match opts.to {
+            Some(Bound::Row(r)) => row > r,
+            Some(Bound::Time(e)) => t > e,
+            None => false,
+        };
+        row += 1;
+        if past_end {
+            break;
+        }
+        if !in_range_from {
+            continue;
+        }
+        for (k, &ci) in idx.iter().enumerate() {
+            let cell = record.get(ci).unwrap_or("").trim();
+            let v = if cell.is_empty() {
+                f64::NAN
+            } else {
+                match cell.parse::<f64>() {
+                    Ok(v) if v.is_finite() => v,
+                    Ok(_) => bail!(
+                        "{label}:{line}:{}: {cell} in column {}: leave the cell empty for a \
+                         missing value",
+                        ci + 1,
+                        names[k]
+                    ),
+                    Err(_) => bail!(
+                        "{label}:{line}:{}: '{cell}' in column {} is not a number",
+                        ci + 1,
+                        names[k]
+                    ),
+                }
+            };
+            raw.values[k].push(v);
+        }
+        raw.time.push(t);
+        raw.lines.push(line);
+    }
+    Ok(raw)
+}
+
+/// Reads `names` from `input` (a path, or `-` for stdin) and prepares them per `opts`.
+pub fn read_series(input: &str, names: &[String], opts: &ReadOptions) -> anyhow::Result<Series> {
+    let mut raw = read_raw(input, names, opts)?;
+    let label = raw.label.clone();
+    let mut notes = Vec::new();
+    if raw.time.is_empty() {
+        bail!("{label}: no data rows in the range analysed");
+    }
+    for w in raw.time.windows(2).zip(raw.lines.windows(2)) {
+        if w.0[1] <= w.0[0] {
+            bail!(
+                "{label}:{}: time {} does not increase (previous row, line {}, has {})",
+                w.1[1],
+                w.0[1],
+                w.1[0],
+                w.0[0]
+            );
+        }
+    }
+    if opts.rates {
+        for (k, name) in names.iter().enumerate() {
+            if name.ends_with("_total") {
+                to_rates(&mut raw.values[k], &raw.time);
+                notes.push(format!(
+                    "{name}: cumulative counter turned into a per-second rate"
+                ));
+            }
+        }
+    }
+    let step = median_step(&raw.time).unwrap_or(1.0);
+    // Place every row on the grid of the median step; a step of 1.5 grid steps or more is a
+    // gap of missing samples, anything else off the grid by more than the tolerance is
+    // reported as non-uniform.
+    let mut slots: Vec<usize> = Vec::with_capacity(raw.time.len());
+    let mut off_grid = 0usize;
+    for (i, t) in raw.time.iter().enumerate() {
+        if i == 0 {
+            slots.push(0);
+            continue;
+        }
+        let dt = t - raw.time[i - 1];
+        let k = (dt / step).round().max(1.0) as usize;
+        if (dt - k as f64 * step).abs() > opts.tolerance * step {
+            off_grid += 1;
+        }
+        slots.push(slots[i - 1] + k);
+    }
+    if off_grid > 0 {
+        notes.push(format!(
+            "non-uniform sampling: {off_grid} of {} steps differ from the median step {step} s by \
+             more than {}%; rows are placed on the nearest grid slot",
+            raw.time.len() - 1,
+            opts.tolerance * 100.0
+        ));
+    }
+    let grid_len = slots.last().map_or(0, |s| s + 1);
+    let mut grid: Vec<Vec<f64>> = vec![vec![f64::NAN; grid_len]; names.len()];
+    for (k, col) in raw.values.iter().enumerate() {
+        for (i, v) in col.iter().enumerate() {
+            grid[k][slots[i]] = *v;
+        }
+    }
+    let line_of = |slot: usize| -> String {
+        match slots.binary_search(&slot) {
+            Ok(i) => format!("line {}", raw.lines[i]),
+            Err(i) => format!(
+                "a missing row after line {}",
+                raw.lines[i.saturating_sub(1)]
+            ),
+        }
+    };
+    let missing: Vec<usize> = (0..grid_len)
+        .filter(|&s| grid.iter().any(|c| c[s].is_nan()))
+        .collect();
+    let t0 = raw.time[0];
+    let mut segments = Vec::new();
+    if missing.is_empty() {
+        segments.push(Segment {
+            first_row: 0,
+            start_time: t0,
+            columns: grid,
+            trend: Vec::new(),
+        });
+    } else {
+        match opts.gaps {
+            Gaps::Error => {
+                let shown: Vec<String> = missing.iter().take(5).map(|&s| line_of(s)).collect();
+                let cols: Vec<&str> = names
+                    .iter()
+                    .zip(&grid)
+                    .filter(|(_, c)| c.iter().any(|v| v.is_nan()))
+                    .map(|(n, _)| n.as_str())
+                    .collect();
+                bail!(
+                    "{label}: {} missing sample(s) in {} at {}{}; use --gaps interpolate, split \
+                     or longest",
+                    missing.len(),
+                    cols.join(", "),
+                    shown.join(", "),
+                    if missing.len() > 5 { ", …" } else { "" }
+                );
+            }
+            Gaps::Interpolate => {
+                for (k, col) in grid.iter_mut().enumerate() {
+                    let filled = interpolate(col, opts.max_gap).map_err(|(at, len)| {
+                        anyhow::anyhow!(
+                            "{label}: column {} has a gap of {len} samples at {}, longer than \
+                             --max-gap {}; use --gaps split or a larger --max-gap",
+                            names[k],
+                            line_of(at),
+                            opts.max_gap
+                        )
+                    })?;
+                    if filled > 0 {
+                        notes.push(format!(
+                            "{}: {filled} missing sample(s) filled by linear interpolation",
+                            names[k]
+                        ));
+                    }
+                }
+                segments.push(Segment {
+                    first_row: 0,
+                    start_time: t0,
+                    columns: grid,
+                    trend: Vec::new(),
+                });
+            }
+            Gaps::Split | Gaps::Longest => {
+                let mut start = None;
+                for s in 0..=grid_len {
+                    let clean = s < grid_len && grid.iter().all(|c| !c[s].is_nan());
+                    match (clean, start) {
+                        (true, None) => start = Some(s),
+                        (false, Some(a)) => {
+                            segments.push(Segment {
+                                first_row: a,
+                                start_time: t0 + a as f64 * step,
+                                columns: grid.iter().map(|c| c[a..s].to_vec()).collect(),
+                                trend: Vec::new(),
+                            });
+                            start = None;
+                        }
+                        _ => {}
+                    }
+                }
+                if opts.gaps == Gaps::Longest
+                    && let Some(best) = segments.iter().map(Segment::len).max()
+                {
+                    let keep = segments.iter().position(|s| s.len() == best).unwrap_or(0);
+                    segments = vec![segments.swap_remove(keep)];
+                }
+                notes.push(format!(
+                    "{} missing sample(s): analysing {} clean segment(s) of {} samples",
+                    missing.len(),
+                    segments.len(),
+                    segments.iter().map(Segment::len).sum::<usize>()
+                ));
+            }
+        }
+    }
+    for seg in &mut segments {
+        seg.trend = seg
+            .columns
+            .iter_mut()
+            .map(|c| stats::detrend(c, opts.detrend))
+            .collect();
+    }
+    segments.retain(|s| !s.is_empty());
+    if segments.is_empty() {
+        bail!("{label}: no clean samples left to analyse");
+    }
+    if !raw.has_time {
+        notes.push("no 'time' column: rows are taken as evenly spaced samples".into());
+    }
+    Ok(Series {
+        names: names.to_vec(),
+        segments,
+        step,
+        rows: raw.time.len(),
+        notes,
+    })
+}
+
+/// Median of the time steps.
+fn median_step(time: &[f64]) -> Option<f64> {
+    let mut d: Vec<f64> = time.windows(2).map(|w| w[1] - w[0]).collect();
+    if d.is_empty() {
+        return None;
+    }
+    d.sort_by(f64::total_cmp);
+    Some(d[d.len() / 2])
+}
+
+/// Per-second rates of a cumulative counter: first sample and decreases become missing.
+fn to_rates(x: &mut [f64], time: &[f64]) {
+    let mut prev = f64::NAN;
+    for (i, v) in x.iter_mut().enumerate() {
+        let cur = *v;
+        *v = if i == 0 || prev.is_nan() || cur.is_nan() || cur < prev {
+            f64::NAN
+        } else {
+            (cur - prev) / (time[i] - time[i - 1])
+        };
+        prev = cur;
+    }
+}
+
+/// Fills interior runs of NaN up to `max` long by linear interpolation; returns how many were
+/// filled, or the first slot and length of a run that is too long (or at an end).
+fn interpolate(x: &mut [f64], max: usize) -> Result<usize, (usize, usize)> {
+    let mut filled = 0;
+    let mut i = 0;
+    while i < x.len() {
+        if !x[i].is_nan() {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < x.len() && x[i].is_nan() {
+            i += 1;
+        }
+        let len = i - start;
+        if start == 0 || i == x.len() || len > max {
+            return Err((start, len));
+        }
+        let (a, b) = (x[start - 1], x[i]);
+        for (j, v) in x[start..i].iter_mut().enumerate() {
+            *v = a + (b - a) * (j + 1) as f64 / (len + 1) as f64;
+        }
+        filled += len;
+    }
+    Ok(filled)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounds_parse() {
+        assert_eq!("#12".parse::<Bound>(), Ok(Bound::Row(12)));
+        assert_eq!(
+            "1795430010.5".parse::<Bound>(),
+            Ok(Bound::Time(1795430010.5))
+        );
+        assert_eq!(
+            "2026-11-23T12:33:57Z".parse::<Bound>(),
+            Ok(Bound::Time(1795437237.0))
+        );
+        assert!("soon".parse::<Bound>().is_err());
+    }
+
+    #[test]
+    fn interpolation_limits() {
+        let mut x = vec![0.0, f64::NAN, f64::NAN, 3.0, f64::NAN, 5.0];
+        assert_eq!(interpolate(&mut x, 2), Ok(3));
+        assert_eq!(x, vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0]);
+        let mut y = vec![0.0, f64::NAN, f64::NAN, 3.0];
+        assert_eq!(interpolate(&mut y, 1), Err((1, 2)));
+        let mut z = vec![f64::NAN, 1.0];
+        assert_eq!(interpolate(&mut z, 5), Err((0, 1)));
+    }
+
+    #[test]
+    fn rates_from_totals() {
+        let mut x = vec![10.0, 30.0, 60.0, 5.0, 15.0];
+        to_rates(&mut x, &[0.0, 2.0, 3.0, 4.0, 6.0]);
+        assert!(x[0].is_nan() && x[3].is_nan());
+        assert_eq!(&x[1..3], &[10.0, 30.0]);
+        assert_eq!(x[4], 5.0);
+    }
+}
