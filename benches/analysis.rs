@@ -1,0 +1,57 @@
+//! Analysis speed on 10⁶ samples: `cargo bench --bench analysis`. The statsmodels baseline
+//! for the same work is timed by testdata/sysid/time_statsmodels.py; figures in
+//! docs/performance.md.
+
+use std::hint::black_box;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use vmmon::sysid::impulse::{self, Method};
+use vmmon::sysid::xcorr::{cross_correlation, lagged_products_direct};
+
+fn noise(seed: u64, n: usize) -> Vec<f64> {
+    let mut s = seed | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+        })
+        .collect()
+}
+
+fn analysis(c: &mut Criterion) {
+    let n = 1_000_000;
+    let u = noise(1, n);
+    // y: u through a short FIR plus noise, so the impulse estimate has something to find.
+    let e = noise(2, n);
+    let y: Vec<f64> = (0..n)
+        .map(|t| {
+            let lag = |k: usize| if t >= k { u[t - k] } else { 0.0 };
+            0.5 * lag(2) + lag(3) + 0.3 * lag(4) + 0.1 * e[t]
+        })
+        .collect();
+    let mut g = c.benchmark_group("analysis_1e6");
+    g.sample_size(10);
+    g.bench_function("xcorr_fft_L1000", |b| {
+        b.iter(|| black_box(cross_correlation(&[(&u, &y)], 1000, ("u", "y")).expect("xcorr")))
+    });
+    g.bench_function("xcorr_direct_L20", |b| {
+        b.iter(|| {
+            let mut out = vec![0.0; 41];
+            lagged_products_direct(&u, &y, 20, &mut out);
+            black_box(out)
+        })
+    });
+    g.bench_function("impulse_cra_M100_ar10", |b| {
+        b.iter(|| {
+            black_box(
+                impulse::estimate(&[("u", &u)], ("y", &y), 100, Method::Cra, 10).expect("cra"),
+            )
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, analysis);
+criterion_main!(benches);
