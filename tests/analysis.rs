@@ -613,3 +613,49 @@ fn user_errors_name_what_is_wrong() {
     assert_eq!(code, 1);
     assert!(err.contains("cannot open trace /nonexistent.csv"), "{err}");
 }
+
+#[test]
+fn json_summaries_record_how_the_data_were_prepared() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let json = dir.path().join("s.json");
+    let csv = dir.path().join("r.csv");
+    let (j, c) = (json.to_str().expect("utf-8"), csv.to_str().expect("utf-8"));
+    let fir = sysid("fir.csv");
+    let out = vmmon()
+        .args([
+            "impulse",
+            &fir,
+            "-u",
+            "u",
+            "-y",
+            "y",
+            "-M",
+            "5",
+            "--detrend",
+            "linear",
+        ])
+        .args(["-o", c, "--json", j])
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("parse");
+    assert_eq!(v["detrend"], "linear");
+    assert_eq!(v["method"], "cra");
+    assert_eq!(
+        v["responses"][0]["prewhitening"].as_array().map(Vec::len),
+        Some(10)
+    );
+    let out = vmmon()
+        .args([
+            "xcorr", &fir, "-u", "u", "-y", "y", "-L", "5", "-o", c, "--json", "-",
+        ])
+        .output()
+        .expect("run");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json on stdout");
+    assert_eq!(v["detrend"], "mean");
+    assert_eq!(v["peak_lag"], 3);
+    let (code, err) = run_err(&["xcorr", &fir, "-u", "u", "-y", "y", "--json", "-"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--json - needs --out FILE"), "{err}");
+}

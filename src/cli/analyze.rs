@@ -264,6 +264,17 @@ pub struct ImpulseArgs {
     prewhiten: usize,
 }
 
+/// The JSON of `vmmon impulse`: the estimate and how the data were prepared.
+#[derive(Debug, serde::Serialize)]
+struct ImpulseReport<'a> {
+    output: &'a str,
+    detrend: Detrend,
+    step_s: f64,
+    notes: &'a [String],
+    #[serde(flatten)]
+    estimate: &'a ImpulseEstimate,
+}
+
 /// Runs `vmmon impulse`.
 pub fn impulse(a: ImpulseArgs) -> anyhow::Result<i32> {
     let mut names = a.input.clone();
@@ -306,7 +317,14 @@ pub fn impulse(a: ImpulseArgs) -> anyhow::Result<i32> {
         a.prewhiten,
     )?;
     eprint!("{}", describe_impulse(&est, &a.output, series.step));
-    a.trace.write(&impulse_csv(&est, series.step), &est)?;
+    let report = ImpulseReport {
+        output: &a.output,
+        detrend: a.trace.detrend,
+        step_s: series.step,
+        notes: &series.notes,
+        estimate: &est,
+    };
+    a.trace.write(&impulse_csv(&est, series.step), &report)?;
     Ok(0)
 }
 
