@@ -9,7 +9,7 @@ use std::process::Stdio;
 use proptest::prelude::*;
 use vmmon::sysid::xcorr::cross_correlation;
 
-use crate::util::vmmon;
+use crate::util::{gaussian, vmmon};
 
 fn sysid(file: &str) -> String {
     format!("{}/testdata/sysid/{file}", env!("CARGO_MANIFEST_DIR"))
@@ -287,20 +287,6 @@ fn a_pure_delay_peaks_at_its_lag_with_value_one() {
     assert_eq!(got["lag"][i], 7.0);
     // The biased estimator sums N−d products of the N: r(d) = 1 − O(d/N).
     assert!((peak - 1.0).abs() < 2.0 * 7.0 / 1000.0, "{peak}");
-}
-
-/// Deterministic Gaussian noise (xorshift + Box–Muller) for the statistical tests.
-fn gaussian(seed: u64, n: usize) -> Vec<f64> {
-    let mut s = seed | 1;
-    let mut uniform = move || {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        ((s >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-    };
-    (0..n)
-        .map(|_| (-2.0 * uniform().ln()).sqrt() * (std::f64::consts::TAU * uniform()).cos())
-        .collect()
 }
 
 #[test]
