@@ -3,6 +3,7 @@
 mod util;
 
 mod analysis;
+mod arx;
 mod cli;
 mod fixtures;
 mod sar;

@@ -32,9 +32,10 @@ pub struct TraceArgs {
     #[arg(long)]
     rates: bool,
 
-    /// Trend removed from each series before analysis.
-    #[arg(long, value_enum, default_value_t = Detrend::Mean)]
-    detrend: Detrend,
+    /// Trend removed from each series before analysis (default: mean; for `fit`, the means
+    /// are removed by the fit itself and kept in the model).
+    #[arg(long, value_enum)]
+    detrend: Option<Detrend>,
 
     /// Missing cells and time gaps: refuse, interpolate short gaps, use every clean segment
     /// (lags never cross a gap), or only the longest one.
@@ -48,7 +49,45 @@ pub struct TraceArgs {
     /// Relative deviation from the median time step reported as non-uniform sampling.
     #[arg(long, default_value_t = 0.1, value_name = "FRACTION")]
     tolerance: f64,
+}
 
+impl TraceArgs {
+    /// The detrending in force: the user's, or the command's default.
+    pub fn detrend_or(&self, default: Detrend) -> Detrend {
+        self.detrend.unwrap_or(default)
+    }
+
+    fn options(&self, detrend: Detrend) -> anyhow::Result<ReadOptions> {
+        if !(self.tolerance > 0.0 && self.tolerance < 0.5) {
+            return Err(usage(format!(
+                "--tolerance {} must be between 0 and 0.5",
+                self.tolerance
+            )));
+        }
+        Ok(ReadOptions {
+            from: self.from,
+            to: self.to,
+            rates: self.rates,
+            gaps: self.gaps,
+            max_gap: self.max_gap,
+            tolerance: self.tolerance,
+            detrend,
+        })
+    }
+
+    /// Reads `names`, detrended by `detrend`, printing the reader's notes on stderr.
+    pub fn read(&self, names: &[String], detrend: Detrend) -> anyhow::Result<Series> {
+        let series = read::read_series(&self.data, names, &self.options(detrend)?)?;
+        for note in &series.notes {
+            eprintln!("vmmon: note: {note}");
+        }
+        Ok(series)
+    }
+}
+
+/// Where a result CSV and its JSON summary go.
+#[derive(Debug, Args)]
+pub struct OutArgs {
     /// Write the result CSV to FILE instead of standard output.
     #[arg(short = 'o', long = "out", value_name = "FILE")]
     out: Option<PathBuf>,
@@ -58,36 +97,14 @@ pub struct TraceArgs {
     json: Option<PathBuf>,
 }
 
-impl TraceArgs {
-    fn options(&self) -> anyhow::Result<ReadOptions> {
-        if !(self.tolerance > 0.0 && self.tolerance < 0.5) {
-            return Err(usage(format!(
-                "--tolerance {} must be between 0 and 0.5",
-                self.tolerance
-            )));
-        }
+impl OutArgs {
+    fn check(&self) -> anyhow::Result<()> {
         if self.json.as_ref().is_some_and(|j| j.as_os_str() == "-") && self.out.is_none() {
             return Err(usage(
                 "--json - needs --out FILE: standard output already carries the CSV".into(),
             ));
         }
-        Ok(ReadOptions {
-            from: self.from,
-            to: self.to,
-            rates: self.rates,
-            gaps: self.gaps,
-            max_gap: self.max_gap,
-            tolerance: self.tolerance,
-            detrend: self.detrend,
-        })
-    }
-
-    fn read(&self, names: &[String]) -> anyhow::Result<Series> {
-        let series = read::read_series(&self.data, names, &self.options()?)?;
-        for note in &series.notes {
-            eprintln!("vmmon: note: {note}");
-        }
-        Ok(series)
+        Ok(())
     }
 
     fn write(&self, csv: &str, summary: &impl serde::Serialize) -> anyhow::Result<()> {
@@ -113,7 +130,8 @@ impl TraceArgs {
     }
 }
 
-fn usage(msg: String) -> anyhow::Error {
+/// A usage error (exit code 2) with this message.
+pub fn usage(msg: String) -> anyhow::Error {
     anyhow::Error::new(crate::record::UsageError(msg))
 }
 
@@ -122,6 +140,9 @@ fn usage(msg: String) -> anyhow::Error {
 pub struct XcorrArgs {
     #[command(flatten)]
     trace: TraceArgs,
+
+    #[command(flatten)]
+    out: OutArgs,
 
     /// Input column (the series that leads at positive lags).
     #[arg(short = 'u', long, value_name = "COLUMN")]
@@ -169,7 +190,9 @@ pub fn xcorr(a: XcorrArgs) -> anyhow::Result<i32> {
     if output != a.input {
         names.push(output.clone());
     }
-    let series = a.trace.read(&names)?;
+    a.out.check()?;
+    let detrend = a.trace.detrend_or(Detrend::Mean);
+    let series = a.trace.read(&names, detrend)?;
     let yi = names.len() - 1;
     let pairs: Vec<(&[f64], &[f64])> = series
         .segments
@@ -197,13 +220,13 @@ pub fn xcorr(a: XcorrArgs) -> anyhow::Result<i32> {
     let report = XcorrReport {
         input: &a.input,
         output: &output,
-        detrend: a.trace.detrend,
+        detrend,
         step_s: series.step,
         segments: series.segments.len(),
         summary,
         notes: &series.notes,
     };
-    a.trace.write(&csv, &report)?;
+    a.out.write(&csv, &report)?;
     Ok(0)
 }
 
@@ -235,6 +258,9 @@ fn describe_xcorr(
 pub struct ImpulseArgs {
     #[command(flatten)]
     trace: TraceArgs,
+
+    #[command(flatten)]
+    out: OutArgs,
 
     /// Input column(s), comma-separated.
     #[arg(
@@ -290,7 +316,9 @@ pub fn impulse(a: ImpulseArgs) -> anyhow::Result<i32> {
         )));
     }
     names.push(a.output.clone());
-    let series = a.trace.read(&names)?;
+    a.out.check()?;
+    let detrend = a.trace.detrend_or(Detrend::Mean);
+    let series = a.trace.read(&names, detrend)?;
     if series.segments.len() > 1 {
         eprintln!(
             "vmmon: note: impulse responses use the longest of {} segments",
@@ -319,12 +347,12 @@ pub fn impulse(a: ImpulseArgs) -> anyhow::Result<i32> {
     eprint!("{}", describe_impulse(&est, &a.output, series.step));
     let report = ImpulseReport {
         output: &a.output,
-        detrend: a.trace.detrend,
+        detrend,
         step_s: series.step,
         notes: &series.notes,
         estimate: &est,
     };
-    a.trace.write(&impulse_csv(&est, series.step), &report)?;
+    a.out.write(&impulse_csv(&est, series.step), &report)?;
     Ok(0)
 }
 

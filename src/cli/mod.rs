@@ -6,6 +6,7 @@
 
 mod analyze;
 pub mod legacy;
+mod model;
 mod record;
 
 use std::ffi::OsString;
@@ -41,6 +42,12 @@ enum Command {
     /// Impulse and step response of an output column to one or more input columns: by
     /// correlation analysis with AR prewhitening, or by FIR least squares.
     Impulse(analyze::ImpulseArgs),
+    /// Fit an ARX model A(q) y(t) = B(q) u(t-nk) + e(t) of an output column on input
+    /// columns, and print its coefficients (both conventions), criteria, fit and poles.
+    Fit(model::FitArgs),
+    /// Estimate a model's output from a trace of its inputs alone (free-run simulation):
+    /// what a host-only monitor runs.
+    Reconstruct(model::ReconstructArgs),
 }
 
 /// Exit code for a usage error.
@@ -66,6 +73,8 @@ pub fn main(args: Vec<OsString>) -> i32 {
         Command::Record(a) => record::run(a, command),
         Command::Xcorr(a) => analyze::xcorr(a),
         Command::Impulse(a) => analyze::impulse(a),
+        Command::Fit(a) => model::fit(a),
+        Command::Reconstruct(a) => model::reconstruct(a),
     };
     match result {
         Ok(code) => code,

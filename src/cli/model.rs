@@ -1,0 +1,268 @@
+//! `vmmon fit` and `vmmon reconstruct`: ARX models from traces, and the guest series
+//! estimated from host inputs alone.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+
+use super::analyze::{TraceArgs, usage};
+use crate::sysid::arx::{self, MODEL_FORMAT, Model, Orders};
+use crate::sysid::stats::Detrend;
+
+/// Options of `vmmon fit`.
+#[derive(Debug, Args)]
+pub struct FitArgs {
+    #[command(flatten)]
+    trace: TraceArgs,
+
+    /// Input column(s), comma-separated.
+    #[arg(
+        short = 'u',
+        long,
+        value_delimiter = ',',
+        required = true,
+        value_name = "COLUMNS"
+    )]
+    input: Vec<String>,
+
+    /// Output column.
+    #[arg(short = 'y', long, value_name = "COLUMN")]
+    output: String,
+
+    /// Number of poles na (order of A).
+    #[arg(long, value_name = "NA", allow_negative_numbers = true)]
+    poles: usize,
+
+    /// Number of zeros nb (B coefficients) per input: one value, or one per input.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "NB",
+        allow_negative_numbers = true
+    )]
+    zeros: Vec<usize>,
+
+    /// Delay nk in samples per input: one value, or one per input.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "NK",
+        allow_negative_numbers = true
+    )]
+    delay: Vec<usize>,
+
+    /// Write the model as JSON to FILE (for `vmmon reconstruct`).
+    #[arg(short = 'o', long = "out", value_name = "FILE")]
+    out: Option<PathBuf>,
+}
+
+/// One value for every input, or exactly one per input.
+fn per_input(what: &str, v: &[usize], inputs: usize) -> anyhow::Result<Vec<usize>> {
+    match v.len() {
+        1 => Ok(vec![v[0]; inputs]),
+        n if n == inputs => Ok(v.to_vec()),
+        n => Err(usage(format!(
+            "--{what} has {n} values for {inputs} inputs: give one value, or one per input"
+        ))),
+    }
+}
+
+/// Runs `vmmon fit`.
+pub fn fit(a: FitArgs) -> anyhow::Result<i32> {
+    let k = a.input.len();
+    let orders = Orders {
+        na: a.poles,
+        nb: per_input("zeros", &a.zeros, k)?,
+        nk: per_input("delay", &a.delay, k)?,
+    };
+    if a.trace.detrend_or(Detrend::None) == Detrend::Linear {
+        return Err(usage(
+            "fit removes each column's mean itself and keeps it in the model; --detrend linear \
+             would leave the model unable to restore the level"
+                .into(),
+        ));
+    }
+    let mut names = a.input.clone();
+    names.push(a.output.clone());
+    let series = a.trace.read(&names, Detrend::None)?;
+    let seg = series
+        .segments
+        .iter()
+        .max_by_key(|s| s.len())
+        .context("no samples")?;
+    let us: Vec<&[f64]> = seg.columns[..k].iter().map(Vec::as_slice).collect();
+    let model = arx::fit(
+        &seg.columns[k],
+        &us,
+        &orders,
+        (&a.output, &a.input),
+        series.step,
+    )?;
+    let mut out = std::io::stdout().lock();
+    out.write_all(describe(&model).as_bytes())?;
+    if let Some(p) = &a.out {
+        let text = serde_json::to_string_pretty(&model)? + "\n";
+        std::fs::write(p, text).with_context(|| format!("cannot write model {}", p.display()))?;
+    }
+    Ok(0)
+}
+
+/// The readable summary of a model: coefficients in both conventions, criteria, fit, poles.
+pub fn describe(m: &Model) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "ARX model of {} on {} — na={} nb={:?} nk={:?}; {} samples used (from sample {}), \
+         sample time {} s",
+        m.output,
+        m.inputs.join(", "),
+        m.orders.na,
+        m.orders.nb,
+        m.orders.nk,
+        m.n_used,
+        m.t0,
+        m.sample_time
+    );
+    let _ = writeln!(
+        s,
+        "{:<28} {:>24}   {:>24}",
+        "coefficient", "A(q), B(q) form (± sd)", "y(t) = α y(t-i) + β u form"
+    );
+    for (i, (a, sd)) in m.a.iter().zip(&m.a_sd).enumerate() {
+        let _ = writeln!(
+            s,
+            "{:<28} {:>24}   {:>24}",
+            format!("a{}  [{}(t-{})]", i + 1, m.output, i + 1),
+            format!("{a:.6} ± {sd:.6}"),
+            format!("α{} = {:.6}", i + 1, -a)
+        );
+    }
+    for (input, ((b, sd), nk)) in m
+        .inputs
+        .iter()
+        .zip(m.b.iter().zip(&m.b_sd).zip(&m.orders.nk))
+    {
+        for (j, (v, e)) in b.iter().zip(sd).enumerate() {
+            let _ = writeln!(
+                s,
+                "{:<28} {:>24}   {:>24}",
+                format!("b{}  [{}(t-{})]", j + 1, input, nk + j),
+                format!("{v:.6} ± {e:.6}"),
+                format!("β{} = {v:.6}", j + 1)
+            );
+        }
+    }
+    let c = &m.criteria;
+    let _ = writeln!(
+        s,
+        "loss V {:.6e}  noise variance λ {:.6e}  FPE {:.6e}  nAIC {:.6}  AIC {:.4}  BIC {:.4}",
+        c.loss, m.lambda, c.fpe, c.naic, c.aic, c.bic
+    );
+    let _ = writeln!(
+        s,
+        "fit: one-step prediction {:.2} %, free-run simulation {:.2} % (the honest figure)",
+        m.fit_prediction_pct, m.fit_simulation_pct
+    );
+    let mags: Vec<String> = m
+        .pole_magnitudes
+        .iter()
+        .map(|p| format!("{p:.4}"))
+        .collect();
+    let _ = writeln!(
+        s,
+        "pole magnitudes: {} → {}; condition number {:.3e}",
+        if mags.is_empty() {
+            "none".into()
+        } else {
+            mags.join(", ")
+        },
+        if m.stable {
+            "stable"
+        } else {
+            "UNSTABLE: simulation will diverge"
+        },
+        m.condition
+    );
+    s
+}
+
+/// Options of `vmmon reconstruct`.
+#[derive(Debug, Args)]
+pub struct ReconstructArgs {
+    /// Model written by `vmmon fit -o`.
+    #[arg(value_name = "MODEL")]
+    model: PathBuf,
+
+    #[command(flatten)]
+    trace: TraceArgs,
+
+    /// Write the CSV to FILE instead of standard output.
+    #[arg(short = 'o', long = "out", value_name = "FILE")]
+    out: Option<PathBuf>,
+}
+
+/// Reads and checks a model file.
+pub fn load_model(path: &std::path::Path) -> anyhow::Result<Model> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read model {}", path.display()))?;
+    let probe: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+    let format = probe.get("format").and_then(serde_json::Value::as_u64);
+    match format {
+        Some(f) if f > u64::from(MODEL_FORMAT) => anyhow::bail!(
+            "{}: model format {f} is newer than this vmmon reads ({MODEL_FORMAT}); upgrade vmmon",
+            path.display()
+        ),
+        None => anyhow::bail!(
+            "{}: not a vmmon model (no \"format\" field)",
+            path.display()
+        ),
+        _ => {}
+    }
+    serde_json::from_value(probe)
+        .with_context(|| format!("{}: not a valid vmmon model", path.display()))
+}
+
+/// Runs `vmmon reconstruct`: simulates the model's output from the inputs of a trace.
+pub fn reconstruct(a: ReconstructArgs) -> anyhow::Result<i32> {
+    let model = load_model(&a.model)?;
+    let series = a.trace.read(&model.inputs, Detrend::None)?;
+    if (series.step - model.sample_time).abs() > 1e-6 * model.sample_time.max(1e-9) {
+        eprintln!(
+            "vmmon: warning: the trace's step {} s differs from the model's sample time {} s",
+            series.step, model.sample_time
+        );
+    }
+    if !model.stable {
+        eprintln!("vmmon: warning: the model is unstable: its simulation diverges");
+    }
+    let mut csv = format!("time,{}\n", model.output);
+    for seg in &series.segments {
+        let centred: Vec<Vec<f64>> = seg
+            .columns
+            .iter()
+            .zip(&model.offsets.inputs)
+            .map(|(c, m)| c.iter().map(|v| v - m).collect())
+            .collect();
+        let us: Vec<&[f64]> = centred.iter().map(Vec::as_slice).collect();
+        let sim = model.simulate(&us, None);
+        for (i, v) in sim.iter().enumerate() {
+            let t = seg.start_time + i as f64 * series.step;
+            if v.is_nan() {
+                let _ = writeln!(csv, "{t:.6},");
+            } else {
+                let _ = writeln!(csv, "{t:.6},{}", v + model.offsets.output);
+            }
+        }
+    }
+    match &a.out {
+        Some(p) => {
+            std::fs::write(p, csv).with_context(|| format!("cannot write {}", p.display()))?
+        }
+        None => std::io::stdout().lock().write_all(csv.as_bytes())?,
+    }
+    Ok(0)
+}

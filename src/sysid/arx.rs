@@ -1,0 +1,426 @@
+//! ARX models: `A(q) y(t) = Σ_i B_i(q) u_i(t − nk_i) + e(t)`, in the MATLAB System
+//! Identification Toolbox form.
+//!
+//! `A = 1 + a1 q⁻¹ + … + a_na q⁻ⁿᵃ`, `B_i = b_i1 + … + b_i,nb q⁻⁽ⁿᵇ⁻¹⁾`. The regression form of
+//! the original experiment, `y(t) = α1 y(t−1) + … + β1 u(t−nk) + …`, has α = −a and β = b;
+//! both are reported. Rows run from `t0 = max(na, max_i(nk_i + nb_i − 1))`, with no intercept
+//! (the data are detrended first), and the least squares go through the block QR of
+//! [`crate::sysid::lsq`].
+
+use nalgebra::DMatrix;
+use serde::{Deserialize, Serialize};
+
+use super::lsq::{BlockQr, LsqError};
+use super::stats;
+
+/// Orders of a (MISO) ARX model: `na` poles, and per input `nb` zeros and `nk` delay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Orders {
+    /// Number of poles (order of A).
+    pub na: usize,
+    /// Number of B coefficients per input.
+    pub nb: Vec<usize>,
+    /// Delay in samples per input.
+    pub nk: Vec<usize>,
+}
+
+impl Orders {
+    /// Number of parameters d = na + Σ nb.
+    pub fn params(&self) -> usize {
+        self.na + self.nb.iter().sum::<usize>()
+    }
+
+    /// First regression row: `max(na, max_i(nk_i + nb_i − 1))`.
+    pub fn t0(&self) -> usize {
+        self.nb
+            .iter()
+            .zip(&self.nk)
+            .map(|(b, k)| (k + b).saturating_sub(1))
+            .fold(self.na, usize::max)
+    }
+
+    /// Fills `phi` with the regressors of row `t`: −y(t−1)…−y(t−na), then each input's lags.
+    pub fn regressors(&self, y: &[f64], us: &[&[f64]], t: usize, phi: &mut [f64]) {
+        let mut j = 0;
+        for i in 1..=self.na {
+            phi[j] = -y[t - i];
+            j += 1;
+        }
+        for ((u, &nb), &nk) in us.iter().zip(&self.nb).zip(&self.nk) {
+            for l in 0..nb {
+                phi[j] = u[t - nk - l];
+                j += 1;
+            }
+        }
+    }
+}
+
+/// Information criteria of a fit (N = rows used, d = parameters, V = RSS/N).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Criteria {
+    /// Loss V = RSS / N.
+    pub loss: f64,
+    /// Final prediction error V (1 + d/N) / (1 − d/N).
+    pub fpe: f64,
+    /// Normalised AIC: ln V + 2d/N.
+    pub naic: f64,
+    /// AIC: N ln V + 2d + N (ln 2π + 1).
+    pub aic: f64,
+    /// BIC: N ln V + N (ln 2π + 1) + d ln N.
+    pub bic: f64,
+    /// MDL-style criterion V (1 + d ln N / N).
+    pub mdl: f64,
+}
+
+impl Criteria {
+    /// The criteria for residual sum of squares `rss` over `n` rows with `d` parameters.
+    pub fn new(rss: f64, n: usize, d: usize) -> Self {
+        let (nf, df) = (n as f64, d as f64);
+        let v = rss / nf;
+        let c = nf * ((2.0 * std::f64::consts::PI).ln() + 1.0);
+        Criteria {
+            loss: v,
+            fpe: v * (1.0 + df / nf) / (1.0 - df / nf),
+            naic: v.ln() + 2.0 * df / nf,
+            aic: nf * v.ln() + 2.0 * df + c,
+            bic: nf * v.ln() + c + df * nf.ln(),
+            mdl: v * (1.0 + df * nf.ln() / nf),
+        }
+    }
+}
+
+/// Format version of the model JSON; `reconstruct` refuses newer ones.
+pub const MODEL_FORMAT: u32 = 1;
+
+/// A fitted ARX model with everything needed to use and judge it again.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Model {
+    /// Model file format version.
+    pub format: u32,
+    /// vmmon version that fitted it.
+    pub vmmon_version: String,
+    /// Output column.
+    pub output: String,
+    /// Input columns.
+    pub inputs: Vec<String>,
+    /// Orders.
+    pub orders: Orders,
+    /// A coefficients a1..a_na (MATLAB convention).
+    pub a: Vec<f64>,
+    /// Standard deviations of a.
+    pub a_sd: Vec<f64>,
+    /// B coefficients per input, b1..b_nb.
+    pub b: Vec<Vec<f64>>,
+    /// Standard deviations of b.
+    pub b_sd: Vec<Vec<f64>>,
+    /// Regression-form coefficients α = −a.
+    pub alpha: Vec<f64>,
+    /// Sample time in seconds.
+    pub sample_time: f64,
+    /// Means removed from the output and each input before fitting (added back to outputs).
+    pub offsets: Offsets,
+    /// Rows used (N − t0) and the first row t0.
+    pub n_used: usize,
+    /// First regression row.
+    pub t0: usize,
+    /// Residual sum of squares.
+    pub rss: f64,
+    /// Noise variance estimate λ = RSS / (N − d).
+    pub lambda: f64,
+    /// Loss and information criteria.
+    pub criteria: Criteria,
+    /// Fit % of one-step-ahead prediction on the estimation data.
+    pub fit_prediction_pct: f64,
+    /// Fit % of free-run simulation on the estimation data (the honest figure).
+    pub fit_simulation_pct: f64,
+    /// Magnitudes of the poles (roots of z^na + a1 z^(na−1) + … + a_na).
+    pub pole_magnitudes: Vec<f64>,
+    /// Whether every pole lies strictly inside the unit circle.
+    pub stable: bool,
+    /// Condition number of the scaled regressor matrix.
+    pub condition: f64,
+}
+
+/// Means removed before fitting.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Offsets {
+    /// Output mean.
+    pub output: f64,
+    /// Input means.
+    pub inputs: Vec<f64>,
+}
+
+/// Why a model cannot be fitted.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ArxError {
+    /// Orders that need more samples than exist.
+    #[error(
+        "orders na={na} nb={nb:?} nk={nk:?} need more than {need} samples ({d} parameters after \
+         the first {t0} samples); the data have {n}"
+    )]
+    TooShort {
+        /// na.
+        na: usize,
+        /// nb.
+        nb: Vec<usize>,
+        /// nk.
+        nk: Vec<usize>,
+        /// Samples needed.
+        need: usize,
+        /// Parameters.
+        d: usize,
+        /// First row.
+        t0: usize,
+        /// Samples available.
+        n: usize,
+    },
+    /// Inconsistent orders.
+    #[error("{0}")]
+    Orders(String),
+    /// A constant or dependent regressor.
+    #[error("{0}")]
+    Singular(String),
+}
+
+/// Fit % = 100 (1 − ‖y − ŷ‖ / ‖y − mean(y)‖) over the samples where ŷ is defined (not NaN).
+pub fn fit_percent(y: &[f64], yhat: &[f64]) -> f64 {
+    let pairs: Vec<(f64, f64)> = y
+        .iter()
+        .zip(yhat)
+        .filter(|(_, h)| !h.is_nan())
+        .map(|(a, b)| (*a, *b))
+        .collect();
+    let m = pairs.iter().map(|p| p.0).sum::<f64>() / pairs.len().max(1) as f64;
+    let err: f64 = pairs.iter().map(|(a, b)| (a - b) * (a - b)).sum();
+    let var: f64 = pairs.iter().map(|(a, _)| (a - m) * (a - m)).sum();
+    100.0 * (1.0 - (err / var).sqrt())
+}
+
+/// Poles of `A`: the eigenvalues of its companion matrix.
+pub fn poles(a: &[f64]) -> Vec<nalgebra::Complex<f64>> {
+    let n = a.len();
+    if n == 0 {
+        return Vec::new();
+    }
+    let mut c = DMatrix::zeros(n, n);
+    for j in 0..n {
+        c[(0, j)] = -a[j];
+    }
+    for i in 1..n {
+        c[(i, i - 1)] = 1.0;
+    }
+    c.complex_eigenvalues().iter().copied().collect()
+}
+
+impl Model {
+    /// One-step-ahead prediction of (detrended) `y` from (detrended) data; NaN before t0.
+    pub fn predict(&self, y: &[f64], us: &[&[f64]]) -> Vec<f64> {
+        let n = us.iter().map(|u| u.len()).fold(y.len(), usize::min);
+        let t0 = self.orders.t0();
+        let theta = self.theta();
+        let mut phi = vec![0.0; theta.len()];
+        (0..n)
+            .map(|t| {
+                if t < t0 {
+                    return f64::NAN;
+                }
+                self.orders.regressors(y, us, t, &mut phi);
+                phi.iter().zip(&theta).map(|(p, c)| p * c).sum()
+            })
+            .collect()
+    }
+
+    /// Free-run simulation from the (detrended) inputs alone. Samples before t0 are taken
+    /// from `y_init` where given (the measured output), else 0; NaN is returned before t0.
+    pub fn simulate(&self, us: &[&[f64]], y_init: Option<&[f64]>) -> Vec<f64> {
+        let n = us.iter().map(|u| u.len()).min().unwrap_or(0);
+        let t0 = self.orders.t0().min(n);
+        let theta = self.theta();
+        let mut phi = vec![0.0; theta.len()];
+        let mut ys = vec![0.0; n];
+        if let Some(init) = y_init {
+            ys[..t0].copy_from_slice(&init[..t0]);
+        }
+        for t in t0..n {
+            self.orders.regressors(&ys, us, t, &mut phi);
+            ys[t] = phi.iter().zip(&theta).map(|(p, c)| p * c).sum();
+        }
+        ys[..t0].iter_mut().for_each(|v| *v = f64::NAN);
+        ys
+    }
+
+    /// Parameters in regression order: a, then each input's b.
+    pub fn theta(&self) -> Vec<f64> {
+        let mut t = self.a.clone();
+        for b in &self.b {
+            t.extend_from_slice(b);
+        }
+        t
+    }
+}
+
+/// Fits an ARX model of `y` (named `names.0`) on `us` (named `names.1`): data are detrended by
+/// their means, which the model keeps.
+pub fn fit(
+    y: &[f64],
+    us: &[&[f64]],
+    orders: &Orders,
+    names: (&str, &[String]),
+    sample_time: f64,
+) -> Result<Model, ArxError> {
+    if orders.nb.len() != us.len() || orders.nk.len() != us.len() {
+        return Err(ArxError::Orders(format!(
+            "{} input(s) but {} nb and {} nk value(s): give one per input, or one for all",
+            us.len(),
+            orders.nb.len(),
+            orders.nk.len()
+        )));
+    }
+    let n = us.iter().map(|u| u.len()).fold(y.len(), usize::min);
+    let (d, t0) = (orders.params(), orders.t0());
+    if n <= t0 + d {
+        return Err(ArxError::TooShort {
+            na: orders.na,
+            nb: orders.nb.clone(),
+            nk: orders.nk.clone(),
+            need: t0 + d,
+            d,
+            t0,
+            n,
+        });
+    }
+    let centre = |x: &[f64]| -> (Vec<f64>, f64) {
+        let mut v = x[..n].to_vec();
+        let (m, _) = stats::detrend(&mut v, stats::Detrend::Mean);
+        (v, m)
+    };
+    let (yc, ym) = centre(y);
+    let (ucs, ums): (Vec<Vec<f64>>, Vec<f64>) = us.iter().map(|u| centre(u)).unzip();
+    let uref: Vec<&[f64]> = ucs.iter().map(Vec::as_slice).collect();
+    for (i, u) in uref.iter().enumerate() {
+        if orders.nb[i] > 0 && u.iter().all(|v| *v == 0.0) {
+            return Err(ArxError::Singular(format!(
+                "input {} is constant: its B coefficients cannot be estimated",
+                names.1[i]
+            )));
+        }
+    }
+    // Every regressor is a shifted copy of one centred series: scale by its deviation.
+    let ysd = stats::variance(&yc).sqrt();
+    let mut scale = vec![ysd; orders.na];
+    for (u, &nb) in uref.iter().zip(&orders.nb) {
+        scale.extend(std::iter::repeat_n(stats::variance(u).sqrt(), nb));
+    }
+    let mut qr = BlockQr::new(d, &scale, ysd);
+    let mut phi = vec![0.0; d];
+    for t in t0..n {
+        orders.regressors(&yc, &uref, t, &mut phi);
+        qr.push(&phi, yc[t]);
+    }
+    let sol = qr.solve().map_err(|e| match e {
+        LsqError::Singular { column, condition } => ArxError::Singular(format!(
+            "the ARX regression is numerically singular (condition number {condition:.3e}): {} \
+             is constant or a combination of the other regressors",
+            regressor_name(orders, names, column)
+        )),
+        other => ArxError::Singular(other.to_string()),
+    })?;
+    let na = orders.na;
+    let a = sol.theta[..na].to_vec();
+    let a_sd = sol.sd[..na].to_vec();
+    let (mut b, mut b_sd, mut j) = (Vec::new(), Vec::new(), na);
+    for &nb in &orders.nb {
+        b.push(sol.theta[j..j + nb].to_vec());
+        b_sd.push(sol.sd[j..j + nb].to_vec());
+        j += nb;
+    }
+    let n_used = n - t0;
+    let pole_list = poles(&a);
+    let pole_magnitudes: Vec<f64> = pole_list.iter().map(|p| p.norm()).collect();
+    let mut model = Model {
+        format: MODEL_FORMAT,
+        vmmon_version: env!("CARGO_PKG_VERSION").into(),
+        output: names.0.into(),
+        inputs: names.1.to_vec(),
+        orders: orders.clone(),
+        alpha: a.iter().map(|v| -v).collect(),
+        a,
+        a_sd,
+        b,
+        b_sd,
+        sample_time,
+        offsets: Offsets {
+            output: ym,
+            inputs: ums,
+        },
+        n_used,
+        t0,
+        rss: sol.rss,
+        lambda: sol.rss / (n_used - d) as f64,
+        criteria: Criteria::new(sol.rss, n_used, d),
+        fit_prediction_pct: f64::NAN,
+        fit_simulation_pct: f64::NAN,
+        stable: pole_magnitudes.iter().all(|m| *m < 1.0),
+        pole_magnitudes,
+        condition: sol.condition,
+    };
+    model.fit_prediction_pct = fit_percent(&yc, &model.predict(&yc, &uref));
+    model.fit_simulation_pct = fit_percent(&yc, &model.simulate(&uref, Some(&yc)));
+    Ok(model)
+}
+
+/// A readable name for regressor `column`: `y(t-2)` or `cpu_user_pct(t-3)`.
+fn regressor_name(orders: &Orders, names: (&str, &[String]), column: usize) -> String {
+    if column < orders.na {
+        return format!("{}(t-{})", names.0, column + 1);
+    }
+    let mut j = orders.na;
+    for (i, (&nb, &nk)) in orders.nb.iter().zip(&orders.nk).enumerate() {
+        if column < j + nb {
+            return format!("{}(t-{})", names.1[i], nk + column - j);
+        }
+        j += nb;
+    }
+    format!("regressor {column}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_start_and_parameters() {
+        let o = Orders {
+            na: 20,
+            nb: vec![17],
+            nk: vec![50],
+        };
+        assert_eq!(o.t0(), 66);
+        assert_eq!(o.params(), 37);
+        let o = Orders {
+            na: 2,
+            nb: vec![2, 1],
+            nk: vec![1, 4],
+        };
+        assert_eq!(o.t0(), 4);
+    }
+
+    #[test]
+    fn poles_of_a_known_polynomial() {
+        // (1 − 0.5 q⁻¹)(1 + 0.25 q⁻¹) = 1 − 0.25 q⁻¹ − 0.125 q⁻²: poles 0.5 and −0.25.
+        let mut m: Vec<f64> = poles(&[-0.25, -0.125]).iter().map(|p| p.re).collect();
+        m.sort_by(f64::total_cmp);
+        assert!(
+            (m[0] + 0.25).abs() < 1e-12 && (m[1] - 0.5).abs() < 1e-12,
+            "{m:?}"
+        );
+    }
+
+    #[test]
+    fn criteria_formulas() {
+        let c = Criteria::new(50.0, 100, 5);
+        assert!((c.loss - 0.5).abs() < 1e-15);
+        assert!((c.fpe - 0.5 * 1.05 / 0.95).abs() < 1e-15);
+        assert!((c.naic - (0.5f64.ln() + 0.1)).abs() < 1e-15);
+    }
+}

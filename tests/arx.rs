@@ -1,0 +1,244 @@
+//! ARX fitting and reconstruction against simulated systems whose true parameters the test
+//! knows, and the errors a user can cause.
+
+use vmmon::sysid::arx::{self, Orders};
+
+use crate::util::{gaussian, vmmon};
+
+/// Simulates `A(q) y = Σ B_i(q) u_i(t − nk_i) + e` with zero initial conditions.
+fn simulate(a: &[f64], b: &[Vec<f64>], nk: &[usize], us: &[Vec<f64>], e: &[f64]) -> Vec<f64> {
+    let n = e.len();
+    let mut y = vec![0.0; n];
+    for t in 0..n {
+        let mut v = e[t];
+        for (i, ai) in a.iter().enumerate() {
+            if t > i {
+                v -= ai * y[t - 1 - i];
+            }
+        }
+        for ((bi, &k), u) in b.iter().zip(nk).zip(us) {
+            for (j, bj) in bi.iter().enumerate() {
+                if t >= k + j {
+                    v += bj * u[t - k - j];
+                }
+            }
+        }
+        y[t] = v;
+    }
+    y
+}
+
+#[test]
+fn a_simulated_miso_system_is_recovered_within_4_sd() {
+    let n = 4000;
+    let (a, b, nk) = (
+        vec![-1.5, 0.7],
+        vec![vec![1.0, 0.5], vec![-0.8]],
+        vec![3usize, 1],
+    );
+    let us = vec![gaussian(11, n), gaussian(12, n)];
+    let e: Vec<f64> = gaussian(13, n).iter().map(|v| 0.2 * v).collect();
+    // Offsets: the fit removes means and must keep them in the model.
+    let y: Vec<f64> = simulate(&a, &b, &nk, &us, &e)
+        .iter()
+        .map(|v| v + 40.0)
+        .collect();
+    let us_off: Vec<Vec<f64>> = us
+        .iter()
+        .map(|u| u.iter().map(|v| v + 1e6).collect())
+        .collect();
+    let refs: Vec<&[f64]> = us_off.iter().map(Vec::as_slice).collect();
+    let orders = Orders {
+        na: 2,
+        nb: vec![2, 1],
+        nk: nk.clone(),
+    };
+    let names = ["u1".to_string(), "u2".to_string()];
+    let m = arx::fit(&y, &refs, &orders, ("y", &names), 1.0).expect("fit");
+    for (est, (sd, truth)) in m.a.iter().zip(m.a_sd.iter().zip(&a)) {
+        assert!(
+            (est - truth).abs() < 4.0 * sd,
+            "a: {est} vs {truth} (sd {sd})"
+        );
+    }
+    for (i, ((est_b, sd_b), true_b)) in m.b.iter().zip(&m.b_sd).zip(&b).enumerate() {
+        for (est, (sd, truth)) in est_b.iter().zip(sd_b.iter().zip(true_b)) {
+            assert!(
+                (est - truth).abs() < 4.0 * sd,
+                "b{i}: {est} vs {truth} (sd {sd})"
+            );
+        }
+    }
+    // λ estimates the noise variance 0.04; its 99% interval for N−d ≈ 4000 dof is ±5.8%.
+    assert!((m.lambda / 0.04 - 1.0).abs() < 0.058, "λ = {}", m.lambda);
+    assert_eq!(m.t0, 4);
+    assert_eq!(m.n_used, n - 4);
+    assert!(m.stable && m.fit_simulation_pct > 80.0, "{m:?}");
+    assert_eq!(m.alpha, vec![-m.a[0], -m.a[1]]);
+    assert!((m.offsets.output - 40.0).abs() < 0.5);
+    assert!((m.offsets.inputs[0] - 1e6).abs() < 0.1);
+}
+
+fn write_trace(dir: &tempfile::TempDir, name: &str, cols: &[(&str, &[f64])]) -> String {
+    let n = cols[0].1.len();
+    let mut text = String::from("time");
+    for (c, _) in cols {
+        text += &format!(",{c}");
+    }
+    text.push('\n');
+    for t in 0..n {
+        text += &format!("{}.000000", 1_795_430_000 + t);
+        for (_, v) in cols {
+            text += &format!(",{}", v[t]);
+        }
+        text.push('\n');
+    }
+    let p = dir.path().join(name);
+    std::fs::write(&p, text).expect("write trace");
+    p.to_str().expect("utf-8").to_string()
+}
+
+#[test]
+fn fit_then_reconstruct_from_the_host_inputs_alone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let n = 3000;
+    let u = gaussian(21, n);
+    let e: Vec<f64> = gaussian(22, n).iter().map(|v| 0.05 * v).collect();
+    let y: Vec<f64> = simulate(
+        &[-0.8],
+        &[vec![2.0, 1.0]],
+        &[2],
+        std::slice::from_ref(&u),
+        &e,
+    )
+    .iter()
+    .map(|v| v + 10.0)
+    .collect();
+    let data = write_trace(&dir, "train.csv", &[("host_cpu", &u), ("vm_cpu", &y)]);
+    let model = dir.path().join("m.json");
+    let out = vmmon()
+        .args([
+            "fit", &data, "-u", "host_cpu", "-y", "vm_cpu", "--poles", "1",
+        ])
+        .args(["--zeros", "2", "--delay", "2", "-o"])
+        .arg(&model)
+        .output()
+        .expect("run fit");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("a1  [vm_cpu(t-1)]") && text.contains("α1 = 0."),
+        "{text}"
+    );
+    assert!(
+        text.contains("b2  [host_cpu(t-3)]") && text.contains("→ stable"),
+        "{text}"
+    );
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&model).expect("model")).expect("json");
+    let within = |v: &serde_json::Value, sd: &serde_json::Value, truth: f64| {
+        let (v, sd) = (v.as_f64().expect("number"), sd.as_f64().expect("number"));
+        assert!((v - truth).abs() < 4.0 * sd, "{v} vs {truth} (sd {sd})");
+    };
+    within(&m["a"][0], &m["a_sd"][0], -0.8);
+    within(&m["b"][0][0], &m["b_sd"][0][0], 2.0);
+    within(&m["b"][0][1], &m["b_sd"][0][1], 1.0);
+    assert_eq!(m["format"], 1);
+    // Reconstruct on the host-only part of the trace: no vm_cpu column at all.
+    let host = write_trace(&dir, "host.csv", &[("host_cpu", &u)]);
+    let out = vmmon()
+        .arg("reconstruct")
+        .arg(&model)
+        .arg(&host)
+        .output()
+        .expect("run reconstruct");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let csv = String::from_utf8(out.stdout).expect("utf-8");
+    let rows: Vec<&str> = csv.lines().collect();
+    assert_eq!(rows[0], "time,vm_cpu");
+    assert_eq!(rows.len(), n + 1);
+    assert_eq!(rows[1], "1795430000.000000,", "no estimate before t0");
+    // Simulation error ≈ the noise filtered by 1/A: sd 0.05/√(1−0.64) ≈ 0.083.
+    let est: Vec<f64> = rows[4..]
+        .iter()
+        .map(|r| r.split(',').nth(1).expect("cell").parse().expect("number"))
+        .collect();
+    let rms = (est
+        .iter()
+        .zip(&y[3..])
+        .map(|(a, b)| (a - b).powi(2))
+        .sum::<f64>()
+        / est.len() as f64)
+        .sqrt();
+    assert!(rms < 0.1, "reconstruction rms error {rms}");
+}
+
+#[test]
+fn arx_errors_name_the_problem() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let u = gaussian(31, 50);
+    let flat = vec![3.0; 50];
+    let y = gaussian(32, 50);
+    let data = write_trace(&dir, "d.csv", &[("u", &u), ("flat", &flat), ("y", &y)]);
+    let run = |args: &[&str]| {
+        let out = vmmon().args(args).output().expect("run");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run(&[
+        "fit", &data, "-u", "u", "-y", "y", "--poles", "20", "--zeros", "17", "--delay", "50",
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.contains("need more than 103 samples (37 parameters after the first 66 samples); the data have 50"), "{err}");
+    let (code, err) = run(&[
+        "fit", &data, "-u", "u", "-y", "y", "--poles", "-1", "--zeros", "1", "--delay", "0",
+    ]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("invalid value '-1' for '--poles <NA>'"),
+        "{err}"
+    );
+    let (code, err) = run(&[
+        "fit", &data, "-u", "u,flat", "-y", "y", "--poles", "1", "--zeros", "1,1,1", "--delay", "1",
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--zeros has 3 values for 2 inputs"), "{err}");
+    let (code, err) = run(&[
+        "fit", &data, "-u", "u,flat", "-y", "y", "--poles", "1", "--zeros", "1", "--delay", "1",
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("input flat is constant: its B coefficients cannot be estimated"),
+        "{err}"
+    );
+    let (_, err) = run(&[
+        "fit", &data, "-u", "u,u", "-y", "y", "--poles", "1", "--zeros", "1", "--delay", "1,1",
+    ]);
+    assert!(
+        err.contains("numerically singular") && err.contains("u(t-1) is constant or a combination"),
+        "{err}"
+    );
+
+    let newer = dir.path().join("newer.json");
+    std::fs::write(&newer, r#"{"format": 99}"#).expect("write");
+    let (code, err) = run(&["reconstruct", newer.to_str().expect("utf-8"), &data]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("model format 99 is newer than this vmmon reads (1)"),
+        "{err}"
+    );
+    let junk = dir.path().join("junk.json");
+    std::fs::write(&junk, "{not json").expect("write");
+    let (_, err) = run(&["reconstruct", junk.to_str().expect("utf-8"), &data]);
+    assert!(err.contains("junk.json is not JSON"), "{err}");
+}
