@@ -357,3 +357,144 @@ fn fit_matches_the_numpy_statsmodels_reference() {
         assert_eq!(m["stable"], r["stable"]);
     }
 }
+
+/// `vmmon validate` against validate_arx221.json: estimate on rows 0..1399, validate on
+/// 1400..1999 with the estimation means.
+#[test]
+fn validate_matches_the_reference() {
+    let r = arx_ref("validate_arx221.json");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = dir.path().join("m.json");
+    let json = dir.path().join("v.json");
+    let data = format!("{}/testdata/arx/arx221.csv", env!("CARGO_MANIFEST_DIR"));
+    let fit = vmmon()
+        .args([
+            "fit", &data, "-u", "u", "-y", "y", "--poles", "2", "--zeros", "2",
+        ])
+        .args(["--delay", "3", "--to", "#1399", "-o"])
+        .arg(&model)
+        .output()
+        .expect("fit");
+    assert!(
+        fit.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fit.stderr)
+    );
+    let out = vmmon()
+        .arg("validate")
+        .arg(&model)
+        .args([&data, "--from", "#1400", "--json"])
+        .arg(&json)
+        .output()
+        .expect("validate");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("verdict: PASS"));
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("parse");
+    let want = &r["validation"];
+    for (mine, theirs) in [
+        ("fit_simulation_pct", "fit_sim_pct"),
+        ("fit_prediction_pct", "fit_pred_pct"),
+        ("bound", "bound99"),
+    ] {
+        let (a, b) = (
+            v[mine].as_f64().expect(mine),
+            want[theirs].as_f64().expect(theirs),
+        );
+        assert!((a - b).abs() <= 1e-8 * b.abs(), "{mine}: {a} vs {b}");
+    }
+    close_all(
+        "residual acf",
+        &floats(&v["residual_acf"]),
+        &floats(&want["resid_acf"]),
+        1e-9,
+    );
+    close_all(
+        "input-residual xcorr",
+        &floats(&v["input_residual_xcorr"][0]),
+        &floats(&want["xcorr_u_resid"]),
+        1e-9,
+    );
+    // The CSV: one row per sample, empty before t0, residual = measured − predicted.
+    let csv = String::from_utf8(out.stdout).expect("utf-8");
+    let rows: Vec<Vec<&str>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    assert_eq!(rows.len(), 600);
+    assert_eq!(rows[3][2], "", "nothing simulated before t0");
+    let num = |s: &str| s.parse::<f64>().expect("number");
+    for row in &rows[4..] {
+        assert!((num(row[1]) - num(row[3]) - num(row[4])).abs() < 1e-9);
+    }
+}
+
+#[test]
+fn k_step_prediction_spans_one_step_to_simulation() {
+    let n = 800;
+    let u = gaussian(41, n);
+    let e: Vec<f64> = gaussian(42, n).iter().map(|v| 0.1 * v).collect();
+    let y = simulate(&[-0.9], &[vec![1.0]], &[1], std::slice::from_ref(&u), &e);
+    let names = ["u".to_string()];
+    let orders = Orders {
+        na: 1,
+        nb: vec![1],
+        nk: vec![1],
+    };
+    let m = arx::fit(&y, &[&u], &orders, ("y", &names), 1.0).expect("fit");
+    let one = m.validate(&y, &[&u], 1).expect("k=1");
+    let five = m.validate(&y, &[&u], 5).expect("k=5");
+    let all = m.validate(&y, &[&u], n).expect("k=n");
+    assert!((one.fit_prediction_pct - m.fit_prediction_pct).abs() < 1e-9);
+    assert!((all.fit_prediction_pct - all.fit_simulation_pct).abs() < 1e-9);
+    assert!(one.fit_prediction_pct > five.fit_prediction_pct);
+    assert!(five.fit_prediction_pct > all.fit_prediction_pct);
+}
+
+#[test]
+fn chance_exceedances_follow_the_binomial() {
+    // P(Bin(25, .01) > 1) = 0.0258 ≤ 0.05 < P(> 0) = 0.222;
+    // P(Bin(51, .01) > 2) = 0.0145 ≤ 0.05 < P(> 1) = 0.0924.
+    assert_eq!(arx::allowed_exceedances(25), 1);
+    assert_eq!(arx::allowed_exceedances(51), 2);
+    assert_eq!(arx::allowed_exceedances(0), 0);
+}
+
+#[test]
+fn a_wrong_model_fails_validation_and_splits_are_checked() {
+    let data = format!("{}/testdata/arx/arx221.csv", env!("CARGO_MANIFEST_DIR"));
+    let out = vmmon()
+        .args([
+            "fit", &data, "-u", "u", "-y", "y", "--poles", "1", "--zeros", "1",
+        ])
+        .args(["--delay", "1", "--estimate", "0:70%", "--validate", "70%:"])
+        .output()
+        .expect("fit");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(text.contains("validation on rows 1400..1999"), "{text}");
+    assert!(text.contains("verdict: FAIL"), "{text}");
+    for (split, msg) in [
+        ("80%:70%", "selects no rows of the 2000 read"),
+        ("half", "is not START:END"),
+        ("0:150%", "neither a row number nor a percentage"),
+    ] {
+        let out = vmmon()
+            .args([
+                "fit", &data, "-u", "u", "-y", "y", "--poles", "1", "--zeros", "1",
+            ])
+            .args(["--delay", "1", "--estimate", split])
+            .output()
+            .expect("fit");
+        assert_eq!(out.status.code(), Some(2), "{split}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(msg),
+            "{split}"
+        );
+    }
+}

@@ -48,6 +48,9 @@ enum Command {
     /// Estimate a model's output from a trace of its inputs alone (free-run simulation):
     /// what a host-only monitor runs.
     Reconstruct(model::ReconstructArgs),
+    /// Judge a model on data: simulation and k-step fit, residual whiteness and
+    /// input–residual independence with 99% bounds, and a pass/fail verdict.
+    Validate(model::ValidateArgs),
 }
 
 /// Exit code for a usage error.
@@ -75,6 +78,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
         Command::Impulse(a) => analyze::impulse(a),
         Command::Fit(a) => model::fit(a),
         Command::Reconstruct(a) => model::reconstruct(a),
+        Command::Validate(a) => model::validate(a),
     };
     match result {
         Ok(code) => code,

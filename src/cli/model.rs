@@ -57,6 +57,48 @@ pub struct FitArgs {
     /// Write the model as JSON to FILE (for `vmmon reconstruct`).
     #[arg(short = 'o', long = "out", value_name = "FILE")]
     out: Option<PathBuf>,
+
+    /// Rows to estimate on, START:END of the rows read: row numbers or percentages, either
+    /// end may be empty (`0:70%`, `:1400`).
+    #[arg(long, value_name = "START:END")]
+    estimate: Option<String>,
+
+    /// Rows to validate on (same form, e.g. `70%:`): prints the validation figures.
+    #[arg(long, value_name = "START:END")]
+    validate: Option<String>,
+}
+
+/// Parses `START:END` over `n` rows: row numbers or percentages, empty ends open.
+pub fn parse_split(s: &str, n: usize) -> anyhow::Result<std::ops::Range<usize>> {
+    let (a, b) = s
+        .split_once(':')
+        .ok_or_else(|| usage(format!("'{s}' is not START:END (e.g. 0:70% or 70%:)")))?;
+    let end = |v: &str, default: usize| -> anyhow::Result<usize> {
+        let v = v.trim();
+        if v.is_empty() {
+            return Ok(default);
+        }
+        let bad = || {
+            usage(format!(
+                "'{v}' in '{s}' is neither a row number nor a percentage"
+            ))
+        };
+        match v.strip_suffix('%') {
+            Some(p) => {
+                let p: f64 = p.parse().map_err(|_| bad())?;
+                if !(0.0..=100.0).contains(&p) {
+                    return Err(bad());
+                }
+                Ok(((p / 100.0) * n as f64).round() as usize)
+            }
+            None => v.parse::<usize>().map(|r| r.min(n)).map_err(|_| bad()),
+        }
+    };
+    let (lo, hi) = (end(a, 0)?, end(b, n)?);
+    if lo >= hi {
+        return Err(usage(format!("'{s}' selects no rows of the {n} read")));
+    }
+    Ok(lo..hi)
 }
 
 /// One value for every input, or exactly one per input.
@@ -93,9 +135,14 @@ pub fn fit(a: FitArgs) -> anyhow::Result<i32> {
         .iter()
         .max_by_key(|s| s.len())
         .context("no samples")?;
-    let us: Vec<&[f64]> = seg.columns[..k].iter().map(Vec::as_slice).collect();
+    let n = seg.len();
+    let est = a
+        .estimate
+        .as_deref()
+        .map_or(Ok(0..n), |s| parse_split(s, n))?;
+    let us: Vec<&[f64]> = seg.columns[..k].iter().map(|c| &c[est.clone()]).collect();
     let model = arx::fit(
-        &seg.columns[k],
+        &seg.columns[k][est.clone()],
         &us,
         &orders,
         (&a.output, &a.input),
@@ -103,6 +150,13 @@ pub fn fit(a: FitArgs) -> anyhow::Result<i32> {
     )?;
     let mut out = std::io::stdout().lock();
     out.write_all(describe(&model).as_bytes())?;
+    if let Some(v) = &a.validate {
+        let val = parse_split(v, n)?;
+        let us: Vec<&[f64]> = seg.columns[..k].iter().map(|c| &c[val.clone()]).collect();
+        let report = model.validate(&seg.columns[k][val.clone()], &us, 1)?;
+        writeln!(out, "validation on rows {}..{}:", val.start, val.end - 1)?;
+        out.write_all(describe_validation(&report, &model.inputs).as_bytes())?;
+    }
     if let Some(p) = &a.out {
         let text = serde_json::to_string_pretty(&model)? + "\n";
         std::fs::write(p, text).with_context(|| format!("cannot write model {}", p.display()))?;
@@ -187,6 +241,121 @@ pub fn describe(m: &Model) -> String {
         m.condition
     );
     s
+}
+
+/// The readable summary of a validation.
+pub fn describe_validation(v: &arx::Validation, inputs: &[String]) -> String {
+    let mut s = format!(
+        "  fit: free-run simulation {:.2} %, {}-step prediction {:.2} % ({} samples from {})\n",
+        v.fit_simulation_pct,
+        v.horizon,
+        v.fit_prediction_pct,
+        v.n - v.t0,
+        v.t0
+    );
+    let _ = writeln!(
+        s,
+        "  residual autocorrelation, lags 1..{}: {} outside ±{:.4} (chance allows {}) {:?}",
+        arx::RESIDUAL_LAGS,
+        v.acf_outside.len(),
+        v.bound,
+        v.allowed_acf,
+        v.acf_outside
+    );
+    for (name, out) in inputs.iter().zip(&v.xcorr_outside) {
+        let _ = writeln!(
+            s,
+            "  {name} → residual cross-correlation, lags ±{}: {} outside (chance allows {}) {:?}",
+            arx::RESIDUAL_LAGS,
+            out.len(),
+            v.allowed_xcorr,
+            out
+        );
+    }
+    let _ = writeln!(
+        s,
+        "  verdict: {}",
+        if v.pass {
+            "PASS: residuals look white and independent of the inputs"
+        } else {
+            "FAIL: the residuals keep structure the model misses (try other orders or delays)"
+        }
+    );
+    s
+}
+
+/// Options of `vmmon validate`.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Model written by `vmmon fit -o`.
+    #[arg(value_name = "MODEL")]
+    model: PathBuf,
+
+    #[command(flatten)]
+    trace: TraceArgs,
+
+    /// Also report the K-step-ahead prediction fit (1: one step).
+    #[arg(long, default_value_t = 1, value_name = "K")]
+    horizon: usize,
+
+    /// Write the CSV (time, measured, simulated, predicted, residual) to FILE instead of
+    /// standard output.
+    #[arg(short = 'o', long = "out", value_name = "FILE")]
+    out: Option<PathBuf>,
+
+    /// Write the validation figures as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+}
+
+/// Runs `vmmon validate`: the model on new data, summary on stderr, CSV out.
+pub fn validate(a: ValidateArgs) -> anyhow::Result<i32> {
+    let model = load_model(&a.model)?;
+    if a.horizon == 0 {
+        return Err(usage("--horizon must be at least 1".into()));
+    }
+    let mut names = model.inputs.clone();
+    names.push(model.output.clone());
+    let series = a.trace.read(&names, Detrend::None)?;
+    let seg = series
+        .segments
+        .iter()
+        .max_by_key(|s| s.len())
+        .context("no samples")?;
+    let k = model.inputs.len();
+    let us: Vec<&[f64]> = seg.columns[..k].iter().map(Vec::as_slice).collect();
+    let v = model.validate(&seg.columns[k], &us, a.horizon)?;
+    eprint!("{}", describe_validation(&v, &model.inputs));
+    let cell = |x: f64| {
+        if x.is_nan() {
+            String::new()
+        } else {
+            x.to_string()
+        }
+    };
+    let mut csv = String::from("time,measured,simulated,predicted,residual\n");
+    for i in 0..v.n {
+        let _ = writeln!(
+            csv,
+            "{:.6},{},{},{},{}",
+            seg.start_time + i as f64 * series.step,
+            seg.columns[k][i],
+            cell(v.simulated[i]),
+            cell(v.predicted[i]),
+            cell(v.residual[i])
+        );
+    }
+    match &a.out {
+        Some(p) => {
+            std::fs::write(p, csv).with_context(|| format!("cannot write {}", p.display()))?
+        }
+        None => std::io::stdout().lock().write_all(csv.as_bytes())?,
+    }
+    if let Some(p) = &a.json {
+        std::fs::write(p, serde_json::to_string_pretty(&v)? + "\n")
+            .with_context(|| format!("cannot write {}", p.display()))?;
+    }
+    Ok(0)
 }
 
 /// Options of `vmmon reconstruct`.

@@ -424,3 +424,182 @@ mod tests {
         assert!((c.naic - (0.5f64.ln() + 0.1)).abs() < 1e-15);
     }
 }
+
+/// Lags of the residual tests (design brief: up to 25).
+pub const RESIDUAL_LAGS: usize = 25;
+
+/// How a model does on a data set: fit figures and the residual tests.
+#[derive(Debug, Clone, Serialize)]
+pub struct Validation {
+    /// Samples in the data set.
+    pub n: usize,
+    /// First sample judged (the model's t0).
+    pub t0: usize,
+    /// Fit % of the free-run simulation (started from the measured outputs before t0).
+    pub fit_simulation_pct: f64,
+    /// Prediction horizon K of `fit_prediction_pct` (1: one step ahead).
+    pub horizon: usize,
+    /// Fit % of the K-step-ahead prediction.
+    pub fit_prediction_pct: f64,
+    /// Mean of the one-step residuals.
+    pub residual_mean: f64,
+    /// Residual autocorrelation at lags 0..=25.
+    pub residual_acf: Vec<f64>,
+    /// Input–residual cross-correlation per input at lags −25..=25 (input leads residual).
+    pub input_residual_xcorr: Vec<Vec<f64>>,
+    /// 99% bound ±2.58/√n.
+    pub bound: f64,
+    /// Lags (≥ 1) whose residual autocorrelation is outside the bound.
+    pub acf_outside: Vec<usize>,
+    /// Per input, lags whose cross-correlation is outside the bound.
+    pub xcorr_outside: Vec<Vec<i64>>,
+    /// Exceedances allowed per test before it fails (chance at the 5% level).
+    pub allowed_acf: usize,
+    /// Exceedances allowed per input's cross-correlation test.
+    pub allowed_xcorr: usize,
+    /// Whether the residuals look white and independent of the inputs.
+    pub pass: bool,
+    /// Simulated output, in the data's units (NaN before t0).
+    #[serde(skip)]
+    pub simulated: Vec<f64>,
+    /// K-step prediction, in the data's units (NaN before t0).
+    #[serde(skip)]
+    pub predicted: Vec<f64>,
+    /// One-step residual y − ŷ (NaN before t0).
+    #[serde(skip)]
+    pub residual: Vec<f64>,
+}
+
+/// The smallest m with P(Binomial(trials, 0.01) > m) ≤ 0.05: how many of `trials`
+/// correlations may exceed a 99% bound by chance before a test fails.
+pub fn allowed_exceedances(trials: usize) -> usize {
+    let (n, p) = (trials as f64, 0.01f64);
+    let mut pmf = (1.0 - p).powf(n);
+    let mut cdf = pmf;
+    let mut m = 0;
+    while 1.0 - cdf > 0.05 && m < trials {
+        pmf *= (n - m as f64) / (m as f64 + 1.0) * p / (1.0 - p);
+        cdf += pmf;
+        m += 1;
+    }
+    m
+}
+
+impl Model {
+    /// K-step-ahead prediction of detrended `y`: measured outputs up to t−K, then the model.
+    pub fn predict_k(&self, y: &[f64], us: &[&[f64]], k: usize) -> Vec<f64> {
+        if k <= 1 {
+            return self.predict(y, us);
+        }
+        let n = us.iter().map(|u| u.len()).fold(y.len(), usize::min);
+        let t0 = self.orders.t0();
+        let theta = self.theta();
+        let mut phi = vec![0.0; theta.len()];
+        let mut buf = y[..n].to_vec();
+        let mut out = vec![f64::NAN; n];
+        for t in t0..n {
+            // Predictions replace the outputs of the last K−1 steps before t.
+            let start = t.saturating_sub(k - 1).max(t0);
+            for j in start..=t {
+                self.orders.regressors(&buf, us, j, &mut phi);
+                buf[j] = phi.iter().zip(&theta).map(|(p, c)| p * c).sum();
+            }
+            out[t] = buf[t];
+            buf[start..=t].copy_from_slice(&y[start..=t]);
+        }
+        out
+    }
+
+    /// Validates the model on raw (not detrended) data: the model's offsets are removed.
+    pub fn validate(
+        &self,
+        y: &[f64],
+        us: &[&[f64]],
+        horizon: usize,
+    ) -> Result<Validation, ArxError> {
+        let n = us.iter().map(|u| u.len()).fold(y.len(), usize::min);
+        let t0 = self.orders.t0();
+        if n <= t0 + RESIDUAL_LAGS + 1 {
+            return Err(ArxError::Orders(format!(
+                "{n} samples are too few to validate a model that starts at sample {t0}: need \
+                 more than {}",
+                t0 + RESIDUAL_LAGS + 1
+            )));
+        }
+        let yc: Vec<f64> = y[..n].iter().map(|v| v - self.offsets.output).collect();
+        let ucs: Vec<Vec<f64>> = us
+            .iter()
+            .zip(&self.offsets.inputs)
+            .map(|(u, m)| u[..n].iter().map(|v| v - m).collect())
+            .collect();
+        let uref: Vec<&[f64]> = ucs.iter().map(Vec::as_slice).collect();
+        let sim = self.simulate(&uref, Some(&yc));
+        let pred1 = self.predict(&yc, &uref);
+        let pred_k = self.predict_k(&yc, &uref, horizon.max(1));
+        let mut resid: Vec<f64> = (t0..n).map(|t| yc[t] - pred1[t]).collect();
+        let residual_mean = stats::mean(&resid);
+        stats::detrend(&mut resid, stats::Detrend::Mean);
+        let name = |i: usize| self.inputs.get(i).cloned().unwrap_or_default();
+        let acf = super::xcorr::cross_correlation(
+            &[(&resid, &resid)],
+            RESIDUAL_LAGS,
+            ("residual", "residual"),
+        )
+        .map_err(|e| ArxError::Singular(e.to_string()))?;
+        let bound = acf.bound;
+        let residual_acf = acf.xcorr[RESIDUAL_LAGS..].to_vec();
+        let mut input_residual_xcorr = Vec::new();
+        let mut xcorr_outside = Vec::new();
+        for (i, u) in uref.iter().enumerate() {
+            let mut ui = u[t0..].to_vec();
+            stats::detrend(&mut ui, stats::Detrend::Mean);
+            let cc = super::xcorr::cross_correlation(
+                &[(&ui, &resid)],
+                RESIDUAL_LAGS,
+                (&name(i), "residual"),
+            )
+            .map_err(|e| ArxError::Singular(e.to_string()))?;
+            xcorr_outside.push(
+                cc.lags
+                    .iter()
+                    .zip(&cc.xcorr)
+                    .filter(|(_, r)| r.abs() > bound)
+                    .map(|(l, _)| *l)
+                    .collect::<Vec<i64>>(),
+            );
+            input_residual_xcorr.push(cc.xcorr);
+        }
+        let acf_outside: Vec<usize> = (1..=RESIDUAL_LAGS)
+            .filter(|&k| residual_acf[k].abs() > bound)
+            .collect();
+        let allowed_acf = allowed_exceedances(RESIDUAL_LAGS);
+        let allowed_xcorr = allowed_exceedances(2 * RESIDUAL_LAGS + 1);
+        let pass = acf_outside.len() <= allowed_acf
+            && xcorr_outside.iter().all(|o| o.len() <= allowed_xcorr);
+        let level = |v: &[f64]| {
+            v.iter()
+                .map(|x| x + self.offsets.output)
+                .collect::<Vec<f64>>()
+        };
+        let residual = (0..n).map(|t| yc[t] - pred1[t]).collect();
+        Ok(Validation {
+            simulated: level(&sim),
+            predicted: level(&pred_k),
+            residual,
+            n,
+            t0,
+            fit_simulation_pct: fit_percent(&yc, &sim),
+            horizon: horizon.max(1),
+            fit_prediction_pct: fit_percent(&yc, &pred_k),
+            residual_mean,
+            residual_acf,
+            input_residual_xcorr,
+            bound,
+            acf_outside,
+            xcorr_outside,
+            allowed_acf,
+            allowed_xcorr,
+            pass,
+        })
+    }
+}
