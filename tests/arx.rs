@@ -498,3 +498,68 @@ fn a_wrong_model_fails_validation_and_splits_are_checked() {
         );
     }
 }
+
+/// `vmmon order` against order_arx221.csv: all 80 candidates on the same 1992 samples, every
+/// criterion to 1e-8; AIC, FPE and MDL pick the true orders.
+#[test]
+fn order_search_matches_the_reference_grid() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let grid = dir.path().join("grid.csv");
+    let best = dir.path().join("best.json");
+    let data = format!("{}/testdata/arx/arx221.csv", env!("CARGO_MANIFEST_DIR"));
+    for criterion in ["aic", "fpe", "mdl"] {
+        let out = vmmon()
+            .args([
+                "order", &data, "-u", "u", "-y", "y", "--poles", "1..4", "--zeros", "1..4",
+            ])
+            .args(["--delay", "1..5", "--criterion", criterion, "-o"])
+            .arg(&grid)
+            .arg("--model")
+            .arg(&best)
+            .output()
+            .expect("order");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mine = std::fs::read_to_string(&grid).expect("grid");
+        let first: Vec<&str> = mine.lines().nth(1).expect("rank 1").split(',').collect();
+        assert_eq!(
+            &first[1..4],
+            &["2", "2", "3"],
+            "{criterion} picks the true orders"
+        );
+        let m: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&best).expect("model")).expect("json");
+        assert_eq!(m["orders"]["na"], 2);
+    }
+    let mine = std::fs::read_to_string(&grid).expect("grid");
+    let head: Vec<&str> = mine.lines().next().expect("header").split(',').collect();
+    let col = |n: &str| head.iter().position(|h| *h == n).expect(n);
+    let want = std::fs::read_to_string(format!(
+        "{}/testdata/arx/order_arx221.csv",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .expect("reference");
+    let mut rows = 0;
+    for line in want.lines().skip(1) {
+        let w: Vec<&str> = line.split(',').collect();
+        let got: Vec<&str> = mine
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').collect::<Vec<_>>())
+            .find(|g| g[1] == w[0] && g[2] == w[1] && g[3] == w[2])
+            .expect("candidate in grid")
+            .clone();
+        for (i, name) in ["V", "FPE", "nAIC", "AIC", "BIC", "MDL"].iter().enumerate() {
+            let (a, b): (f64, f64) = (
+                got[col(name)].parse().expect("number"),
+                w[3 + i].parse().expect("number"),
+            );
+            assert!((a - b).abs() <= 1e-8 * b.abs(), "{line}: {name} {a} vs {b}");
+        }
+        rows += 1;
+    }
+    assert_eq!(rows, 80);
+}

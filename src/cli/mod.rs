@@ -51,6 +51,9 @@ enum Command {
     /// Judge a model on data: simulation and k-step fit, residual whiteness and
     /// input–residual independence with 99% bounds, and a pass/fail verdict.
     Validate(model::ValidateArgs),
+    /// Search ARX orders: every (na, nb, nk) of a grid on the same samples, ranked by AIC,
+    /// MDL, FPE or validation loss; the full grid as CSV and the best model as JSON.
+    Order(model::OrderArgs),
 }
 
 /// Exit code for a usage error.
@@ -79,6 +82,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
         Command::Fit(a) => model::fit(a),
         Command::Reconstruct(a) => model::reconstruct(a),
         Command::Validate(a) => model::validate(a),
+        Command::Order(a) => model::order(a),
     };
     match result {
         Ok(code) => code,

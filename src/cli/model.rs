@@ -10,6 +10,7 @@ use clap::Args;
 
 use super::analyze::{TraceArgs, usage};
 use crate::sysid::arx::{self, MODEL_FORMAT, Model, Orders};
+use crate::sysid::order;
 use crate::sysid::stats::Detrend;
 
 /// Options of `vmmon fit`.
@@ -354,6 +355,190 @@ pub fn validate(a: ValidateArgs) -> anyhow::Result<i32> {
     if let Some(p) = &a.json {
         std::fs::write(p, serde_json::to_string_pretty(&v)? + "\n")
             .with_context(|| format!("cannot write {}", p.display()))?;
+    }
+    Ok(0)
+}
+
+/// Parses `A..B` (inclusive) or a single `N`.
+fn parse_range(s: &str) -> Result<std::ops::RangeInclusive<usize>, String> {
+    let bad = || format!("'{s}' is not a range: write LOW..HIGH (e.g. 1..20) or one number");
+    let (a, b) = match s.split_once("..") {
+        Some((a, b)) => (a, b.strip_prefix('=').unwrap_or(b)),
+        None => (s, s),
+    };
+    let (a, b): (usize, usize) = (
+        a.trim().parse().map_err(|_| bad())?,
+        b.trim().parse().map_err(|_| bad())?,
+    );
+    if a > b {
+        return Err(format!("'{s}': the low end is above the high end"));
+    }
+    Ok(a..=b)
+}
+
+/// Options of `vmmon order`.
+#[derive(Debug, Args)]
+pub struct OrderArgs {
+    #[command(flatten)]
+    trace: TraceArgs,
+
+    /// Input column(s), comma-separated (each gets the same nb and nk).
+    #[arg(
+        short = 'u',
+        long,
+        value_delimiter = ',',
+        required = true,
+        value_name = "COLUMNS"
+    )]
+    input: Vec<String>,
+
+    /// Output column.
+    #[arg(short = 'y', long, value_name = "COLUMN")]
+    output: String,
+
+    /// Poles na searched: LOW..HIGH or one value.
+    #[arg(long, value_parser = parse_range, value_name = "RANGE")]
+    poles: std::ops::RangeInclusive<usize>,
+
+    /// Zeros nb searched (≥ 1): LOW..HIGH or one value.
+    #[arg(long, value_parser = parse_range, value_name = "RANGE")]
+    zeros: std::ops::RangeInclusive<usize>,
+
+    /// Delays nk searched: LOW..HIGH or one value.
+    #[arg(long, value_parser = parse_range, value_name = "RANGE")]
+    delay: std::ops::RangeInclusive<usize>,
+
+    /// Ranking criterion (val: one-step prediction loss on --validate rows).
+    #[arg(long, value_enum, default_value_t = order::Criterion::Aic)]
+    criterion: order::Criterion,
+
+    /// Rows to estimate on (START:END, as for fit).
+    #[arg(long, value_name = "START:END")]
+    estimate: Option<String>,
+
+    /// Rows to validate on, for --criterion val.
+    #[arg(long, value_name = "START:END")]
+    validate: Option<String>,
+
+    /// Write the ranked grid CSV to FILE instead of standard output.
+    #[arg(short = 'o', long = "out", value_name = "FILE")]
+    out: Option<PathBuf>,
+
+    /// Write the best model, re-solved by QR, as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    model: Option<PathBuf>,
+
+    /// How many of the best candidates to list on stderr.
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    top: usize,
+}
+
+/// Runs `vmmon order`.
+pub fn order(a: OrderArgs) -> anyhow::Result<i32> {
+    let grid = order::Grid {
+        na: a.poles.clone(),
+        nb: a.zeros.clone(),
+        nk: a.delay.clone(),
+    };
+    if *grid.nb.start() == 0 {
+        return Err(usage("--zeros must start at 1 or more".into()));
+    }
+    let k = a.input.len();
+    let mut names = a.input.clone();
+    names.push(a.output.clone());
+    let series = a.trace.read(&names, Detrend::None)?;
+    let seg = series
+        .segments
+        .iter()
+        .max_by_key(|s| s.len())
+        .context("no samples")?;
+    let n = seg.len();
+    let est = a
+        .estimate
+        .as_deref()
+        .map_or(Ok(0..n), |s| parse_split(s, n))?;
+    let val = a
+        .validate
+        .as_deref()
+        .map(|s| parse_split(s, n))
+        .transpose()?;
+    let slice = |r: &std::ops::Range<usize>| -> (Vec<&[f64]>, &[f64]) {
+        (
+            seg.columns[..k].iter().map(|c| &c[r.clone()]).collect(),
+            &seg.columns[k][r.clone()],
+        )
+    };
+    let (eu, ey) = slice(&est);
+    let vdata = val.as_ref().map(&slice);
+    let search = order::search(
+        ey,
+        &eu,
+        &grid,
+        a.criterion,
+        vdata.as_ref().map(|(u, y)| (*y, u.as_slice())),
+    )?;
+    let mut csv = String::from("rank,na,nb,nk,d,V,FPE,nAIC,AIC,BIC,MDL,validation_loss\n");
+    for (i, c) in search.candidates.iter().enumerate() {
+        let k = &c.criteria;
+        let _ = writeln!(
+            csv,
+            "{},{},{},{},{},{},{},{},{},{},{},{}",
+            i + 1,
+            c.na,
+            c.nb,
+            c.nk,
+            c.d,
+            k.loss,
+            k.fpe,
+            k.naic,
+            k.aic,
+            k.bic,
+            k.mdl,
+            c.validation_loss.map_or(String::new(), |v| v.to_string())
+        );
+    }
+    eprintln!(
+        "order search: {} candidates on the same {} samples (from sample {}), ranked by {:?}{}",
+        grid.len(),
+        search.n_used,
+        search.t0,
+        a.criterion,
+        if search.singular > 0 {
+            format!("; {} numerically singular, left out", search.singular)
+        } else {
+            String::new()
+        }
+    );
+    eprintln!(
+        "{:>4} {:>4} {:>4} {:>4} {:>14} {:>14} {:>14}",
+        "rank", "na", "nb", "nk", "V", "AIC", "score"
+    );
+    for (i, c) in search.candidates.iter().take(a.top).enumerate() {
+        eprintln!(
+            "{:>4} {:>4} {:>4} {:>4} {:>14.6e} {:>14.4} {:>14.6e}",
+            i + 1,
+            c.na,
+            c.nb,
+            c.nk,
+            c.criteria.loss,
+            c.criteria.aic,
+            c.score(a.criterion)
+        );
+    }
+    match &a.out {
+        Some(p) => {
+            std::fs::write(p, &csv).with_context(|| format!("cannot write {}", p.display()))?
+        }
+        None => std::io::stdout().lock().write_all(csv.as_bytes())?,
+    }
+    if let (Some(path), Some(best)) = (&a.model, search.candidates.first()) {
+        let model = arx::fit(ey, &eu, &best.orders(k), (&a.output, &a.input), series.step)?;
+        eprint!(
+            "best model, re-solved by QR on its own window:\n{}",
+            describe(&model)
+        );
+        std::fs::write(path, serde_json::to_string_pretty(&model)? + "\n")
+            .with_context(|| format!("cannot write model {}", path.display()))?;
     }
     Ok(0)
 }

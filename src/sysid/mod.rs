@@ -6,5 +6,6 @@
 pub mod arx;
 pub mod impulse;
 pub mod lsq;
+pub mod order;
 pub mod stats;
 pub mod xcorr;
