@@ -645,3 +645,51 @@ fn json_summaries_record_how_the_data_were_prepared() {
     assert_eq!(code, 2);
     assert!(err.contains("--json - needs --out FILE"), "{err}");
 }
+
+/// Review finding F1: `--rates` works with the default gap policy (the first row, which has
+/// no rate, is dropped), and interpolation names a gap at an end as such.
+#[test]
+fn rates_work_with_the_default_gap_policy() {
+    let out = vmmon()
+        .args([
+            "xcorr",
+            &sysid("counters.csv"),
+            "--rates",
+            "-u",
+            "bytes_total",
+            "-y",
+            "load",
+            "-L",
+            "3",
+        ])
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("299 samples"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let f = write_tmp(
+        &dir,
+        "e.csv",
+        "time,u,y\n1,,2\n2,1,3\n3,2,1\n4,5,2\n5,1,1\n",
+    );
+    let (_, err) = run_err(&[
+        "xcorr",
+        &f,
+        "-u",
+        "u",
+        "-y",
+        "y",
+        "-L",
+        "1",
+        "--gaps",
+        "interpolate",
+    ]);
+    assert!(
+        err.contains("column u starts with 1 missing sample(s) (at line 2)"),
+        "{err}"
+    );
+}

@@ -563,3 +563,147 @@ fn order_search_matches_the_reference_grid() {
     }
     assert_eq!(rows, 80);
 }
+
+/// Regressions from the code review of 2026-11-23 (findings F1–F4, F8): every one of these
+/// panicked, aborted, or misled before.
+#[test]
+fn review_regressions_no_panics_and_clear_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let u = gaussian(51, 100);
+    let y = gaussian(52, 100);
+    let flat = vec![5.0; 100];
+    let data = write_trace(&dir, "d.csv", &[("u", &u), ("y", &y), ("c", &flat)]);
+    let run = |args: &[&str]| {
+        let out = vmmon().args(args).output().expect("run");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let huge = "18446744073709551615";
+    for (args, msg) in [
+        // F2: no parameters; lags and delays that overflow.
+        (
+            vec![
+                "fit", &data, "-u", "u", "-y", "y", "--poles", "0", "--zeros", "0", "--delay", "0",
+            ],
+            "the model has no parameters",
+        ),
+        (
+            vec!["impulse", &data, "-u", "u", "-y", "y", "-M", huge],
+            "too few for",
+        ),
+        (
+            vec![
+                "impulse", &data, "-u", "u", "-y", "y", "-M", huge, "--method", "fir",
+            ],
+            "too few for",
+        ),
+        (
+            vec![
+                "fit", &data, "-u", "u", "-y", "y", "--poles", "1", "--zeros", "1", "--delay", huge,
+            ],
+            "the data have 100",
+        ),
+        (
+            vec!["xcorr", &data, "-u", "u", "-y", "y", "-L", huge],
+            "too few for",
+        ),
+        // F3: a constant output, an output that is also an input.
+        (
+            vec![
+                "fit", &data, "-u", "u", "-y", "c", "--poles", "0", "--zeros", "1", "--delay", "0",
+            ],
+            "the output c is constant",
+        ),
+        (
+            vec![
+                "fit", &data, "-u", "u", "-y", "u", "--poles", "1", "--zeros", "1", "--delay", "0",
+            ],
+            "u is both an input and the output",
+        ),
+    ] {
+        let (code, err) = run(&args);
+        assert_eq!(code, 1, "{args:?}: {err}");
+        assert!(
+            err.contains(msg) && !err.contains("panicked"),
+            "{args:?}: {err}"
+        );
+    }
+    // F2: a mistyped time (ms instead of s) is refused before a 13 TB grid is allocated.
+    let jump = dir.path().join("jump.csv");
+    std::fs::write(
+        &jump,
+        "time,u,y\n1700000000,1,2\n1700000001,2,3\n1700000002,3,1\n1700000004000,4,5\n",
+    )
+    .expect("write");
+    let (code, err) = run(&[
+        "xcorr",
+        jump.to_str().expect("utf-8"),
+        "-u",
+        "u",
+        "-y",
+        "y",
+        "-L",
+        "1",
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("jump.csv:5: time jumps by 1698300003998 s"),
+        "{err}"
+    );
+
+    // F4: an inconsistent model file is refused with the reason, not a panic.
+    let model = dir.path().join("m.json");
+    let out = vmmon()
+        .args([
+            "fit", &data, "-u", "u", "-y", "y", "--poles", "1", "--zeros", "1", "--delay", "1",
+            "-o",
+        ])
+        .arg(&model)
+        .output()
+        .expect("fit");
+    assert!(out.status.success());
+    let mut m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&model).expect("m")).expect("json");
+    m["orders"]["na"] = 2.into();
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, m.to_string()).expect("write");
+    let (code, err) = run(&["reconstruct", bad.to_str().expect("utf-8"), &data]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("model file inconsistent: na = 2 but 1 a coefficients"),
+        "{err}"
+    );
+
+    // F3: a perfect fit (V = 0, nAIC = −∞) writes null and still loads.
+    let mut yp = vec![0.0; 100];
+    for t in 1..100 {
+        yp[t] = 0.5 * yp[t - 1] + u[t - 1];
+    }
+    let perfect = write_trace(&dir, "p.csv", &[("u", &u), ("y", &yp)]);
+    let pm = dir.path().join("p.json");
+    let out = vmmon()
+        .args([
+            "fit", &perfect, "-u", "u", "-y", "y", "--poles", "1", "--zeros", "1", "--delay", "1",
+            "-o",
+        ])
+        .arg(&pm)
+        .output()
+        .expect("fit");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (code, err) = run(&["reconstruct", pm.to_str().expect("utf-8"), &perfect]);
+    assert_eq!(code, 0, "{err}");
+
+    // F8: an input with no B coefficients does not delay the start.
+    let o = Orders {
+        na: 1,
+        nb: vec![1, 0],
+        nk: vec![1, 50],
+    };
+    assert_eq!(o.t0(), 1);
+}

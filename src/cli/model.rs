@@ -576,8 +576,12 @@ pub fn load_model(path: &std::path::Path) -> anyhow::Result<Model> {
         ),
         _ => {}
     }
-    serde_json::from_value(probe)
-        .with_context(|| format!("{}: not a valid vmmon model", path.display()))
+    let model: Model = serde_json::from_value(probe)
+        .with_context(|| format!("{}: not a valid vmmon model", path.display()))?;
+    model
+        .check()
+        .map_err(|e| anyhow::anyhow!("{}: model file inconsistent: {e}", path.display()))?;
+    Ok(model)
 }
 
 /// Runs `vmmon reconstruct`: simulates the model's output from the inputs of a trace.

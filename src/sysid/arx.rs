@@ -13,6 +13,25 @@ use serde::{Deserialize, Serialize};
 use super::lsq::{BlockQr, LsqError};
 use super::stats;
 
+/// Serialises a non-finite float as `null` and reads `null` back as NaN: JSON has no NaN or
+/// infinity, and a perfect fit (V = 0, ln V = −∞) or a diverging simulation must still
+/// round-trip through the model file.
+mod nan_as_null {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if v.is_finite() {
+            s.serialize_f64(*v)
+        } else {
+            s.serialize_none()
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+    }
+}
+
 /// Orders of a (MISO) ARX model: `na` poles, and per input `nb` zeros and `nk` delay.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Orders {
@@ -27,7 +46,7 @@ pub struct Orders {
 impl Orders {
     /// Number of parameters d = na + Σ nb.
     pub fn params(&self) -> usize {
-        self.na + self.nb.iter().sum::<usize>()
+        self.nb.iter().fold(self.na, |s, b| s.saturating_add(*b))
     }
 
     /// First regression row: `max(na, max_i(nk_i + nb_i − 1))`.
@@ -35,7 +54,9 @@ impl Orders {
         self.nb
             .iter()
             .zip(&self.nk)
-            .map(|(b, k)| (k + b).saturating_sub(1))
+            // An input with no B coefficients has no delay to wait for (as in MATLAB).
+            .filter(|(b, _)| **b > 0)
+            .map(|(b, k)| k.saturating_add(*b).saturating_sub(1))
             .fold(self.na, usize::max)
     }
 
@@ -59,16 +80,22 @@ impl Orders {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Criteria {
     /// Loss V = RSS / N.
+    #[serde(with = "nan_as_null")]
     pub loss: f64,
     /// Final prediction error V (1 + d/N) / (1 − d/N).
+    #[serde(with = "nan_as_null")]
     pub fpe: f64,
     /// Normalised AIC: ln V + 2d/N.
+    #[serde(with = "nan_as_null")]
     pub naic: f64,
     /// AIC: N ln V + 2d + N (ln 2π + 1).
+    #[serde(with = "nan_as_null")]
     pub aic: f64,
     /// BIC: N ln V + N (ln 2π + 1) + d ln N.
+    #[serde(with = "nan_as_null")]
     pub bic: f64,
     /// MDL-style criterion V (1 + d ln N / N).
+    #[serde(with = "nan_as_null")]
     pub mdl: f64,
 }
 
@@ -126,18 +153,22 @@ pub struct Model {
     /// Residual sum of squares.
     pub rss: f64,
     /// Noise variance estimate λ = RSS / (N − d).
+    #[serde(with = "nan_as_null")]
     pub lambda: f64,
     /// Loss and information criteria.
     pub criteria: Criteria,
     /// Fit % of one-step-ahead prediction on the estimation data.
+    #[serde(with = "nan_as_null")]
     pub fit_prediction_pct: f64,
     /// Fit % of free-run simulation on the estimation data (the honest figure).
+    #[serde(with = "nan_as_null")]
     pub fit_simulation_pct: f64,
     /// Magnitudes of the poles (roots of z^na + a1 z^(na−1) + … + a_na).
     pub pole_magnitudes: Vec<f64>,
     /// Whether every pole lies strictly inside the unit circle.
     pub stable: bool,
     /// Condition number of the scaled regressor matrix.
+    #[serde(with = "nan_as_null")]
     pub condition: f64,
 }
 
@@ -213,6 +244,37 @@ pub fn poles(a: &[f64]) -> Vec<nalgebra::Complex<f64>> {
 }
 
 impl Model {
+    /// Checks that the parts of a model read from a file agree with each other.
+    pub fn check(&self) -> Result<(), String> {
+        let k = self.inputs.len();
+        let o = &self.orders;
+        if o.nb.len() != k || o.nk.len() != k || self.b.len() != k || self.offsets.inputs.len() != k
+        {
+            return Err(format!(
+                "{k} inputs but {} nb, {} nk, {} B polynomials and {} input offsets",
+                o.nb.len(),
+                o.nk.len(),
+                self.b.len(),
+                self.offsets.inputs.len()
+            ));
+        }
+        if self.a.len() != o.na {
+            return Err(format!("na = {} but {} a coefficients", o.na, self.a.len()));
+        }
+        for (i, (b, nb)) in self.b.iter().zip(&o.nb).enumerate() {
+            if b.len() != *nb {
+                return Err(format!(
+                    "input {i}: nb = {nb} but {} b coefficients",
+                    b.len()
+                ));
+            }
+        }
+        if o.params() == 0 || o.t0() > 1_000_000_000 {
+            return Err(format!("orders out of range: {o:?}"));
+        }
+        Ok(())
+    }
+
     /// One-step-ahead prediction of (detrended) `y` from (detrended) data; NaN before t0.
     pub fn predict(&self, y: &[f64], us: &[&[f64]]) -> Vec<f64> {
         let n = us.iter().map(|u| u.len()).fold(y.len(), usize::min);
@@ -278,12 +340,23 @@ pub fn fit(
     }
     let n = us.iter().map(|u| u.len()).fold(y.len(), usize::min);
     let (d, t0) = (orders.params(), orders.t0());
-    if n <= t0 + d {
+    if d == 0 {
+        return Err(ArxError::Orders(
+            "the model has no parameters: --poles or --zeros must be at least 1".into(),
+        ));
+    }
+    if names.1.iter().any(|i| i == names.0) {
+        return Err(ArxError::Orders(format!(
+            "{} is both an input and the output",
+            names.0
+        )));
+    }
+    if n <= t0.saturating_add(d) {
         return Err(ArxError::TooShort {
             na: orders.na,
             nb: orders.nb.clone(),
             nk: orders.nk.clone(),
-            need: t0 + d,
+            need: t0.saturating_add(d),
             d,
             t0,
             n,
@@ -295,6 +368,12 @@ pub fn fit(
         (v, m)
     };
     let (yc, ym) = centre(y);
+    if yc.iter().all(|v| *v == 0.0) {
+        return Err(ArxError::Singular(format!(
+            "the output {} is constant: there is nothing to model",
+            names.0
+        )));
+    }
     let (ucs, ums): (Vec<Vec<f64>>, Vec<f64>) = us.iter().map(|u| centre(u)).unzip();
     let uref: Vec<&[f64]> = ucs.iter().map(Vec::as_slice).collect();
     for (i, u) in uref.iter().enumerate() {

@@ -144,7 +144,7 @@ pub fn cra(
     names: (&str, &str),
 ) -> Result<(Response, usize), ImpulseError> {
     let n = u.len().min(y.len());
-    let need = lags + order + 2;
+    let need = lags.saturating_add(order).saturating_add(2);
     if n < need {
         return Err(ImpulseError::TooShort {
             n,
@@ -198,15 +198,15 @@ pub fn fir(
         .iter()
         .map(|(_, u)| u.len())
         .fold(y.len(), usize::min);
-    let d = inputs.len() * (lags + 1);
-    let need = lags + d + 1;
+    let d = inputs.len().saturating_mul(lags.saturating_add(1));
+    let need = lags.saturating_add(d).saturating_add(1);
     if n < need {
         return Err(ImpulseError::TooShort {
             n,
             what: format!(
                 "{d} FIR coefficients ({} inputs × {} lags)",
                 inputs.len(),
-                lags + 1
+                lags.saturating_add(1)
             ),
             need,
         });

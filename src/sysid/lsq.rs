@@ -136,7 +136,7 @@ impl BlockQr {
     pub fn solve(&mut self) -> Result<Solution, LsqError> {
         self.fold();
         let d = self.d;
-        if self.rows < d || self.r.nrows() < d {
+        if d == 0 || self.rows < d || self.r.nrows() < d {
             return Err(LsqError::TooFewRows { rows: self.rows, d });
         }
         let r11 = self.r.view((0, 0), (d, d)).into_owned();

@@ -161,7 +161,7 @@ pub fn cross_correlation(
         return Err(XcorrError::TooShort {
             n,
             lags: max_lag,
-            need: max_lag + 1,
+            need: max_lag.saturating_add(1),
         });
     }
     let mut sums = vec![0.0; 2 * max_lag + 1];

@@ -282,14 +282,28 @@ pub fn read_series(input: &str, names: &[String], opts: &ReadOptions) -> anyhow:
             );
         }
     }
-    if opts.rates {
+    if opts.rates && names.iter().any(|n| n.ends_with("_total")) {
+        let unit = if raw.has_time {
+            "per-second"
+        } else {
+            "per-row (no time column)"
+        };
         for (k, name) in names.iter().enumerate() {
             if name.ends_with("_total") {
                 to_rates(&mut raw.values[k], &raw.time);
                 notes.push(format!(
-                    "{name}: cumulative counter turned into a per-second rate"
+                    "{name}: cumulative counter turned into a {unit} rate"
                 ));
             }
+        }
+        // A rate needs two samples: the first row has none, so it leaves the analysis.
+        raw.time.remove(0);
+        raw.lines.remove(0);
+        for col in &mut raw.values {
+            col.remove(0);
+        }
+        if raw.time.is_empty() {
+            bail!("{label}: --rates needs at least two rows");
         }
     }
     let step = median_step(&raw.time).unwrap_or(1.0);
@@ -308,7 +322,7 @@ pub fn read_series(input: &str, names: &[String], opts: &ReadOptions) -> anyhow:
         if (dt - k as f64 * step).abs() > opts.tolerance * step {
             off_grid += 1;
         }
-        slots.push(slots[i - 1] + k);
+        slots.push(slots[i - 1].saturating_add(k));
     }
     if off_grid > 0 {
         notes.push(format!(
@@ -318,7 +332,22 @@ pub fn read_series(input: &str, names: &[String], opts: &ReadOptions) -> anyhow:
             opts.tolerance * 100.0
         ));
     }
-    let grid_len = slots.last().map_or(0, |s| s + 1);
+    let grid_len = slots.last().map_or(0, |s| s.saturating_add(1));
+    // A jump of many times the trace's length is a clock step or a typo, not a gap to fill:
+    // refuse it before allocating a grid for it.
+    let limit = 10 * raw.time.len() + 10_000;
+    if grid_len > limit
+        && let Some(i) = (1..slots.len()).max_by_key(|&i| slots[i] - slots[i - 1])
+    {
+        bail!(
+            "{label}:{}: time jumps by {} s ({} steps of {step} s) after line {}: a clock step \
+             or a mistyped time? Analyse the parts on either side with --from/--to",
+            raw.lines[i],
+            raw.time[i] - raw.time[i - 1],
+            slots[i] - slots[i - 1],
+            raw.lines[i - 1]
+        );
+    }
     let mut grid: Vec<Vec<f64>> = vec![vec![f64::NAN; grid_len]; names.len()];
     for (k, col) in raw.values.iter().enumerate() {
         for (i, v) in col.iter().enumerate() {
@@ -367,14 +396,26 @@ pub fn read_series(input: &str, names: &[String], opts: &ReadOptions) -> anyhow:
             }
             Gaps::Interpolate => {
                 for (k, col) in grid.iter_mut().enumerate() {
+                    let total = col.len();
                     let filled = interpolate(col, opts.max_gap).map_err(|(at, len)| {
-                        anyhow::anyhow!(
-                            "{label}: column {} has a gap of {len} samples at {}, longer than \
-                             --max-gap {}; use --gaps split or a larger --max-gap",
-                            names[k],
-                            line_of(at),
-                            opts.max_gap
-                        )
+                        if at == 0 || at + len == total {
+                            anyhow::anyhow!(
+                                "{label}: column {} {} with {len} missing sample(s) (at {}): \
+                                 interpolation only fills gaps between values; use --gaps \
+                                 split or longest, or --from/--to",
+                                names[k],
+                                if at == 0 { "starts" } else { "ends" },
+                                line_of(at)
+                            )
+                        } else {
+                            anyhow::anyhow!(
+                                "{label}: column {} has a gap of {len} samples at {}, longer \
+                                 than --max-gap {}; use --gaps split or a larger --max-gap",
+                                names[k],
+                                line_of(at),
+                                opts.max_gap
+                            )
+                        }
                     })?;
                     if filled > 0 {
                         notes.push(format!(
