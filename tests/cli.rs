@@ -257,8 +257,11 @@ fn sigterm_stops_cleanly_with_143() {
 
 #[test]
 fn a_closed_pipe_is_a_clean_exit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let meta = dir.path().join("m.json");
     let mut child = vmmon()
-        .args(["record", "--rate", "100"])
+        .args(["record", "--rate", "100", "--meta"])
+        .arg(&meta)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -277,6 +280,9 @@ fn a_closed_pipe_is_a_clean_exit() {
         .expect("read");
     assert_eq!(status.code(), Some(0), "{err}");
     assert!(err.is_empty(), "{err}");
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&meta).expect("sidecar")).expect("json");
+    assert_eq!(meta["status"], "output_closed");
 }
 
 #[test]
@@ -363,7 +369,17 @@ fn disk_full_during_a_run_keeps_every_whole_row() {
     assert!(err.contains("No space left on device"), "{err}");
     assert!(err.contains("data rows written before are intact"), "{err}");
     let text = std::fs::read_to_string(&file).expect("csv");
-    assert!(assert_whole_rows(&text) > 10);
+    let rows = assert_whole_rows(&text);
+    assert!(rows > 10);
+    // Review finding F5: the sidecar tells how far the run got, not "rows": 0. It may itself
+    // not fit on the full disk; when it was written it must be right.
+    if let Ok(meta) = std::fs::read_to_string(vmmon::trace::sidecar_path(&file)) {
+        let meta: serde_json::Value = serde_json::from_str(&meta).expect("json");
+        if meta["status"] != "running" {
+            assert_eq!(meta["status"], "failed");
+            assert_eq!(meta["rows"].as_u64(), Some(rows as u64));
+        }
+    }
 }
 
 #[test]

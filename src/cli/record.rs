@@ -179,25 +179,31 @@ pub fn run(args: RecordArgs, command: Vec<String>) -> anyhow::Result<i32> {
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
-    let summary = match result {
-        Ok(s) => s,
-        Err(e) => {
-            if let Some(p) = &meta_path {
-                meta.status = "failed".into();
-                meta.end_unix = Some(crate::record::realtime().as_secs_f64());
-                let _ = meta.write(p);
-            }
-            return Err(e);
-        }
-    };
-    let status = if summary.signal.is_some() {
-        "interrupted"
-    } else {
-        "complete"
+    let mut summary = result?;
+    let error = summary.error.take();
+    let closed = error
+        .as_ref()
+        .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe);
+    let status = match (&error, summary.signal) {
+        // The reader went away (`| head`): the run ended because its output did.
+        (Some(_), _) if closed => "output_closed",
+        (Some(_), _) => "failed",
+        (None, Some(_)) => "interrupted",
+        (None, None) => "complete",
     };
     summary.apply(&mut meta, status);
     if let Some(p) = &meta_path {
-        meta.write(p)?;
+        // On a full disk the sidecar may not fit either; the row error is the one to report.
+        let written = meta.write(p);
+        if error.is_none() {
+            written?;
+        }
+    }
+    if let Some(e) = error {
+        if closed {
+            return Ok(0);
+        }
+        return Err(e.into());
     }
     if summary.missed_slots > 0 {
         eprintln!(

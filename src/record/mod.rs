@@ -115,7 +115,7 @@ impl RecordConfig {
 }
 
 /// How a run ended and how well it kept time.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct RunSummary {
     /// Data rows written.
     pub rows: u64,
@@ -127,6 +127,8 @@ pub struct RunSummary {
     pub signal: Option<i32>,
     /// Wall-clock end.
     pub end_wall: Duration,
+    /// The write error that ended the run early, if any (the rows before it are intact).
+    pub error: Option<std::io::Error>,
 }
 
 /// A configured recorder: its sources are open and its columns fixed.
@@ -269,8 +271,9 @@ impl Recorder {
     }
 
     /// Records until the period or row limit is reached or `stop` becomes non-zero (the
-    /// signal number). Writes the header first. `on_row` sees the row count after each row,
-    /// `on_note` each message for the user.
+    /// signal number) or a write fails (returned in [`RunSummary::error`], so that how far
+    /// the run got is still known). Writes the header first. `on_row` sees the row count after
+    /// each row, `on_note` each message for the user.
     pub fn run(
         &mut self,
         sink: &mut dyn RowSink,
@@ -281,7 +284,7 @@ impl Recorder {
         for n in self.take_notes() {
             on_note(n);
         }
-        sink.write_row(self.header().as_bytes())?;
+        let mut error = sink.write_row(self.header().as_bytes()).err();
         schedule::tighten_timer_slack();
         let interval = self.config.interval();
         let start = monotonic();
@@ -293,7 +296,7 @@ impl Recorder {
         let mut line = String::with_capacity(4096);
         let mut rows = 0u64;
         let mut have_prev = false;
-        loop {
+        while error.is_none() {
             if self.config.max_rows.is_some_and(|m| rows >= m) {
                 break;
             }
@@ -311,7 +314,10 @@ impl Recorder {
             if self.config.raw || have_prev {
                 self.schema.derive(&prev, &cur, &mut cells);
                 self.format_row(&cur, &cells, &mut line);
-                sink.write_row(line.as_bytes())?;
+                if let Err(e) = sink.write_row(line.as_bytes()) {
+                    error = Some(e);
+                    break;
+                }
                 rows += 1;
                 on_row(rows);
             }
@@ -331,6 +337,7 @@ impl Recorder {
             lateness: lateness.summary(),
             signal,
             end_wall: realtime(),
+            error,
         })
     }
 }
