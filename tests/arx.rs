@@ -707,3 +707,83 @@ fn review_regressions_no_panics_and_clear_errors() {
     };
     assert_eq!(o.t0(), 1);
 }
+
+/// Review findings F4, F6, F7: a model fitted with --rates applies them again when used;
+/// --detrend cannot override a model's own offsets; another time column can be chosen.
+#[test]
+fn models_remember_rates_and_keep_their_offsets() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let n = 400;
+    let u = gaussian(61, n);
+    let e: Vec<f64> = gaussian(62, n).iter().map(|v| 0.01 * v).collect();
+    let y = simulate(&[-0.5], &[vec![1.0]], &[1], std::slice::from_ref(&u), &e);
+    // The input as a cumulative counter (integrated rate + 5 per sample, never decreasing).
+    let mut total = vec![1e9; n];
+    for t in 1..n {
+        total[t] = total[t - 1] + 5.0 + u[t];
+    }
+    let elapsed: Vec<f64> = (0..n).map(|t| t as f64).collect();
+    let data = write_trace(
+        &dir,
+        "c.csv",
+        &[("elapsed", &elapsed), ("bytes_total", &total), ("y", &y)],
+    );
+    let model = dir.path().join("m.json");
+    let out = vmmon()
+        .args([
+            "fit",
+            &data,
+            "--rates",
+            "--time-column",
+            "elapsed",
+            "-u",
+            "bytes_total",
+        ])
+        .args([
+            "-y", "y", "--poles", "1", "--zeros", "1", "--delay", "1", "-o",
+        ])
+        .arg(&model)
+        .output()
+        .expect("fit");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&model).expect("m")).expect("json");
+    assert_eq!(m["rates"], true);
+    assert!(
+        (m["a"][0].as_f64().expect("a1") + 0.5).abs() < 0.01,
+        "{}",
+        m["a"]
+    );
+    // reconstruct turns the counter into rates again without being told.
+    let out = vmmon()
+        .arg("reconstruct")
+        .arg(&model)
+        .arg(&data)
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let csv = String::from_utf8(out.stdout).expect("utf-8");
+    let last: f64 = csv
+        .lines()
+        .last()
+        .and_then(|l| l.split(',').nth(1))
+        .and_then(|v| v.parse().ok())
+        .expect("a value");
+    assert!((last - y[n - 1]).abs() < 0.1, "{last} vs {}", y[n - 1]);
+    let out = vmmon()
+        .arg("reconstruct")
+        .arg(&model)
+        .args([&data, "--detrend", "linear"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not apply to reconstruct"));
+}

@@ -30,12 +30,12 @@ pub struct TraceArgs {
 
     /// Turn cumulative `*_total` columns into per-second rates first.
     #[arg(long)]
-    rates: bool,
+    pub(crate) rates: bool,
 
     /// Trend removed from each series before analysis (default: mean; for `fit`, the means
     /// are removed by the fit itself and kept in the model).
     #[arg(long, value_enum)]
-    detrend: Option<Detrend>,
+    pub(crate) detrend: Option<Detrend>,
 
     /// Missing cells and time gaps: refuse, interpolate short gaps, use every clean segment
     /// (lags never cross a gap), or only the longest one.
@@ -45,6 +45,11 @@ pub struct TraceArgs {
     /// Longest run of missing samples that `--gaps interpolate` fills.
     #[arg(long, default_value_t = 5, value_name = "SAMPLES")]
     max_gap: usize,
+
+    /// Column holding each row's time (`elapsed`, the monotonic one, survives wall-clock
+    /// steps).
+    #[arg(long, default_value = "time", value_name = "COLUMN")]
+    time_column: String,
 
     /// Relative deviation from the median time step reported as non-uniform sampling.
     #[arg(long, default_value_t = 0.1, value_name = "FRACTION")]
@@ -72,6 +77,7 @@ impl TraceArgs {
             max_gap: self.max_gap,
             tolerance: self.tolerance,
             detrend,
+            time_column: self.time_column.clone(),
         })
     }
 

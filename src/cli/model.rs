@@ -102,6 +102,34 @@ pub fn parse_split(s: &str, n: usize) -> anyhow::Result<std::ops::Range<usize>> 
     Ok(lo..hi)
 }
 
+/// The longest clean segment, with a note when there are several (models need one
+/// contiguous stretch).
+fn longest(series: &crate::trace::read::Series) -> anyhow::Result<&crate::trace::read::Segment> {
+    if series.segments.len() > 1 {
+        eprintln!(
+            "vmmon: note: using the longest of {} clean segments",
+            series.segments.len()
+        );
+    }
+    series
+        .segments
+        .iter()
+        .max_by_key(|s| s.len())
+        .context("no samples")
+}
+
+/// Refuses `--detrend` where a model's own offsets decide the level.
+fn no_detrend(trace: &TraceArgs, what: &str) -> anyhow::Result<()> {
+    match trace.detrend {
+        None | Some(Detrend::None) | Some(Detrend::Mean) if what == "fit" => Ok(()),
+        None => Ok(()),
+        Some(d) => Err(usage(format!(
+            "--detrend {d:?} does not apply to {what}: the model removes the estimation data's \
+             means itself and keeps them to restore the level"
+        ))),
+    }
+}
+
 /// One value for every input, or exactly one per input.
 fn per_input(what: &str, v: &[usize], inputs: usize) -> anyhow::Result<Vec<usize>> {
     match v.len() {
@@ -121,34 +149,25 @@ pub fn fit(a: FitArgs) -> anyhow::Result<i32> {
         nb: per_input("zeros", &a.zeros, k)?,
         nk: per_input("delay", &a.delay, k)?,
     };
-    if a.trace.detrend_or(Detrend::None) == Detrend::Linear {
-        return Err(usage(
-            "fit removes each column's mean itself and keeps it in the model; --detrend linear \
-             would leave the model unable to restore the level"
-                .into(),
-        ));
-    }
+    no_detrend(&a.trace, "fit")?;
     let mut names = a.input.clone();
     names.push(a.output.clone());
     let series = a.trace.read(&names, Detrend::None)?;
-    let seg = series
-        .segments
-        .iter()
-        .max_by_key(|s| s.len())
-        .context("no samples")?;
+    let seg = longest(&series)?;
     let n = seg.len();
     let est = a
         .estimate
         .as_deref()
         .map_or(Ok(0..n), |s| parse_split(s, n))?;
     let us: Vec<&[f64]> = seg.columns[..k].iter().map(|c| &c[est.clone()]).collect();
-    let model = arx::fit(
+    let mut model = arx::fit(
         &seg.columns[k][est.clone()],
         &us,
         &orders,
         (&a.output, &a.input),
         series.step,
     )?;
+    model.rates = a.trace.rates;
     let mut out = std::io::stdout().lock();
     out.write_all(describe(&model).as_bytes())?;
     if let Some(v) = &a.validate {
@@ -310,19 +329,17 @@ pub struct ValidateArgs {
 }
 
 /// Runs `vmmon validate`: the model on new data, summary on stderr, CSV out.
-pub fn validate(a: ValidateArgs) -> anyhow::Result<i32> {
+pub fn validate(mut a: ValidateArgs) -> anyhow::Result<i32> {
     let model = load_model(&a.model)?;
+    no_detrend(&a.trace, "validate")?;
+    a.trace.rates |= model.rates;
     if a.horizon == 0 {
         return Err(usage("--horizon must be at least 1".into()));
     }
     let mut names = model.inputs.clone();
     names.push(model.output.clone());
     let series = a.trace.read(&names, Detrend::None)?;
-    let seg = series
-        .segments
-        .iter()
-        .max_by_key(|s| s.len())
-        .context("no samples")?;
+    let seg = longest(&series)?;
     let k = model.inputs.len();
     let us: Vec<&[f64]> = seg.columns[..k].iter().map(Vec::as_slice).collect();
     let v = model.validate(&seg.columns[k], &us, a.horizon)?;
@@ -435,6 +452,7 @@ pub struct OrderArgs {
 
 /// Runs `vmmon order`.
 pub fn order(a: OrderArgs) -> anyhow::Result<i32> {
+    no_detrend(&a.trace, "fit")?;
     let grid = order::Grid {
         na: a.poles.clone(),
         nb: a.zeros.clone(),
@@ -447,11 +465,7 @@ pub fn order(a: OrderArgs) -> anyhow::Result<i32> {
     let mut names = a.input.clone();
     names.push(a.output.clone());
     let series = a.trace.read(&names, Detrend::None)?;
-    let seg = series
-        .segments
-        .iter()
-        .max_by_key(|s| s.len())
-        .context("no samples")?;
+    let seg = longest(&series)?;
     let n = seg.len();
     let est = a
         .estimate
@@ -532,7 +546,8 @@ pub fn order(a: OrderArgs) -> anyhow::Result<i32> {
         None => std::io::stdout().lock().write_all(csv.as_bytes())?,
     }
     if let (Some(path), Some(best)) = (&a.model, search.candidates.first()) {
-        let model = arx::fit(ey, &eu, &best.orders(k), (&a.output, &a.input), series.step)?;
+        let mut model = arx::fit(ey, &eu, &best.orders(k), (&a.output, &a.input), series.step)?;
+        model.rates = a.trace.rates;
         eprint!(
             "best model, re-solved by QR on its own window:\n{}",
             describe(&model)
@@ -585,8 +600,10 @@ pub fn load_model(path: &std::path::Path) -> anyhow::Result<Model> {
 }
 
 /// Runs `vmmon reconstruct`: simulates the model's output from the inputs of a trace.
-pub fn reconstruct(a: ReconstructArgs) -> anyhow::Result<i32> {
+pub fn reconstruct(mut a: ReconstructArgs) -> anyhow::Result<i32> {
     let model = load_model(&a.model)?;
+    no_detrend(&a.trace, "reconstruct")?;
+    a.trace.rates |= model.rates;
     let series = a.trace.read(&model.inputs, Detrend::None)?;
     if (series.step - model.sample_time).abs() > 1e-6 * model.sample_time.max(1e-9) {
         eprintln!(

@@ -170,7 +170,8 @@ impl Lateness {
         self.max = self.max.max(late);
     }
 
-    /// The `q` quantile (0..=1) in microseconds, at bucket resolution (upper edge).
+    /// The `q` quantile (0..=1) in microseconds, at bucket resolution (the bucket's lower
+    /// edge: 1 µs below 10 ms, 1 ms above).
     pub fn quantile_us(&self, q: f64) -> f64 {
         if self.count == 0 {
             return 0.0;

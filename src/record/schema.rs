@@ -282,7 +282,14 @@ fn cpu_pct(delta: &impl Fn(usize) -> Option<u64>, base: usize, field: usize, n: 
     // nice, so it is subtracted from them rather than added to the total.
     const GUEST: usize = 8;
     const GUEST_NICE: usize = 9;
-    let total: u64 = (0..n.min(GUEST)).filter_map(|f| delta(base + f)).sum();
+    // A field that went backwards (iowait may, on NO_HZ kernels) leaves the total unknown:
+    // dropping it would inflate every other share, so the whole group is empty.
+    let Some(total) = (0..n.min(GUEST))
+        .map(|f| delta(base + f))
+        .sum::<Option<u64>>()
+    else {
+        return Cell::Empty;
+    };
     if total == 0 {
         return Cell::Empty;
     }

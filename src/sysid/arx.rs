@@ -146,6 +146,10 @@ pub struct Model {
     pub sample_time: f64,
     /// Means removed from the output and each input before fitting (added back to outputs).
     pub offsets: Offsets,
+    /// Whether `*_total` columns were turned into rates before fitting (`--rates`): the same
+    /// is done again when the model is used.
+    #[serde(default)]
+    pub rates: bool,
     /// Rows used (N − t0) and the first row t0.
     pub n_used: usize,
     /// First regression row.
@@ -432,6 +436,7 @@ pub fn fit(
             output: ym,
             inputs: ums,
         },
+        rates: false,
         n_used,
         t0,
         rss: sol.rss,
@@ -614,7 +619,10 @@ impl Model {
         let uref: Vec<&[f64]> = ucs.iter().map(Vec::as_slice).collect();
         let sim = self.simulate(&uref, Some(&yc));
         let pred1 = self.predict(&yc, &uref);
-        let pred_k = self.predict_k(&yc, &uref, horizon.max(1));
+        // Beyond the data a longer horizon changes nothing (it is the simulation) but costs
+        // O(N·K): cap it.
+        let horizon = horizon.clamp(1, n - t0);
+        let pred_k = self.predict_k(&yc, &uref, horizon);
         let mut resid: Vec<f64> = (t0..n).map(|t| yc[t] - pred1[t]).collect();
         let residual_mean = stats::mean(&resid);
         stats::detrend(&mut resid, stats::Detrend::Mean);
@@ -668,7 +676,7 @@ impl Model {
             n,
             t0,
             fit_simulation_pct: fit_percent(&yc, &sim),
-            horizon: horizon.max(1),
+            horizon,
             fit_prediction_pct: fit_percent(&yc, &pred_k),
             residual_mean,
             residual_acf,

@@ -80,6 +80,8 @@ pub struct ReadOptions {
     pub tolerance: f64,
     /// Detrending applied to each segment.
     pub detrend: Detrend,
+    /// Column holding each row's time (`elapsed` survives wall-clock steps).
+    pub time_column: String,
 }
 
 impl Default for ReadOptions {
@@ -92,6 +94,7 @@ impl Default for ReadOptions {
             max_gap: 5,
             tolerance: 0.1,
             detrend: Detrend::Mean,
+            time_column: "time".into(),
         }
     }
 }
@@ -188,7 +191,14 @@ fn read_raw(input: &str, names: &[String], opts: &ReadOptions) -> anyhow::Result
             }
         }
     }
-    let time_idx = find("time");
+    let time_idx = find(&opts.time_column);
+    if time_idx.is_none() && opts.time_column != "time" {
+        bail!(
+            "{label}: no time column named '{}'; the columns are: {}",
+            opts.time_column,
+            header.iter().collect::<Vec<_>>().join(", ")
+        );
+    }
     let mut raw = Raw {
         label: label.clone(),
         time: Vec::new(),
@@ -476,7 +486,10 @@ pub fn read_series(input: &str, names: &[String], opts: &ReadOptions) -> anyhow:
         bail!("{label}: no clean samples left to analyse");
     }
     if !raw.has_time {
-        notes.push("no 'time' column: rows are taken as evenly spaced samples".into());
+        notes.push(format!(
+            "no '{}' column: rows are taken as evenly spaced samples",
+            opts.time_column
+        ));
     }
     Ok(Series {
         names: names.to_vec(),
