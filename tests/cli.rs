@@ -79,6 +79,7 @@ fn legacy_and_modern_spellings_give_identical_columns() {
 
 #[test]
 fn max_gives_exactly_that_many_rows() {
+    let _heavy = crate::util::heavy();
     let (code, out, err) = run(&["record", "-rate", "50", "-max", "5"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(assert_whole_rows(&out), 5);
@@ -86,6 +87,7 @@ fn max_gives_exactly_that_many_rows() {
 
 #[test]
 fn period_bounds_the_run_and_rows_are_on_the_grid() {
+    let _heavy = crate::util::heavy();
     let (code, out, err) = run(&["record", "--rate", "20", "--period", "500ms"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(assert_whole_rows(&out), 10);
@@ -199,6 +201,7 @@ fn wait_for_rows(path: &std::path::Path, n: usize) {
 
 #[test]
 fn kill_9_leaves_only_whole_rows() {
+    let _heavy = crate::util::heavy();
     let dir = tempfile::tempdir().expect("tempdir");
     for round in 0..5 {
         let file = dir.path().join(format!("k{round}.csv"));
@@ -221,6 +224,7 @@ fn vmmon_sidecar(file: &std::path::Path) -> std::path::PathBuf {
 }
 
 fn stop_with(signal: i32, code: i32) {
+    let _heavy = crate::util::heavy();
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("s.csv");
     let mut child = spawn_recorder(&file, "50");
@@ -257,6 +261,7 @@ fn sigterm_stops_cleanly_with_143() {
 
 #[test]
 fn a_closed_pipe_is_a_clean_exit() {
+    let _heavy = crate::util::heavy();
     let dir = tempfile::tempdir().expect("tempdir");
     let meta = dir.path().join("m.json");
     let mut child = vmmon()
@@ -347,6 +352,7 @@ impl Drop for Mount {
 
 #[test]
 fn disk_full_during_a_run_keeps_every_whole_row() {
+    let _heavy = crate::util::heavy();
     if !require_root("mounts a 64 KiB tmpfs to fill it") {
         return;
     }

@@ -759,6 +759,7 @@ fn sanitize(name: &str) -> String {
 
 #[test]
 fn vmmon_agrees_with_sysstat() {
+    let _heavy = util::heavy();
     if !util::require("sadf", "sysstat is the oracle for vmmon's rates") {
         return;
     }

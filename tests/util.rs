@@ -69,3 +69,11 @@ pub fn gaussian(seed: u64, n: usize) -> Vec<f64> {
         .map(|_| (-2.0 * uniform().ln()).sqrt() * (std::f64::consts::TAU * uniform()).cos())
         .collect()
 }
+
+/// Serialises the sysstat comparison with the tests that load the machine (recorders at
+/// hundreds of Hz, a disk filled): sysstat only judges intervals where its load is steady.
+pub fn heavy() -> std::sync::MutexGuard<'static, ()> {
+    static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    // A test that failed while holding it must not fail the others too.
+    HEAVY.lock().unwrap_or_else(|e| e.into_inner())
+}

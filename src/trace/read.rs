@@ -343,6 +343,14 @@ pub fn read_series(input: &str, names: &[String], opts: &ReadOptions) -> anyhow:
         ));
     }
     let grid_len = slots.last().map_or(0, |s| s.saturating_add(1));
+    // The grid's period: the median step placed the rows, but one step carries the sampling
+    // jitter (tens of µs) and the first rows the start-up lateness (ms). The least-squares
+    // slope of time over slot index averages both out; traces are written in microseconds.
+    let step = match sidecar_rate(input) {
+        // A trace written by `vmmon record` knows its schedule: rows are due every 1/rate.
+        Some(rate) => 1.0 / rate,
+        None => grid_period(&raw.time, &slots).map_or(step, |p| (p * 1e6).round() / 1e6),
+    };
     // A jump of many times the trace's length is a clock step or a typo, not a gap to fill:
     // refuse it before allocating a grid for it.
     let limit = 10 * raw.time.len() + 10_000;
@@ -498,6 +506,34 @@ pub fn read_series(input: &str, names: &[String], opts: &ReadOptions) -> anyhow:
         rows: raw.time.len(),
         notes,
     })
+}
+
+/// The sampling rate recorded in the trace's metadata sidecar (`FILE.meta.json`), if any.
+fn sidecar_rate(input: &str) -> Option<f64> {
+    if input == "-" {
+        return None;
+    }
+    let text = std::fs::read_to_string(super::sidecar_path(Path::new(input))).ok()?;
+    let meta: serde_json::Value = serde_json::from_str(&text).ok()?;
+    meta.get("rate_hz")?
+        .as_f64()
+        .filter(|r| *r > 0.0 && r.is_finite())
+}
+
+/// Least-squares slope of `time` over the grid slots (`None` with fewer than two slots).
+fn grid_period(time: &[f64], slots: &[usize]) -> Option<f64> {
+    let n = time.len() as f64;
+    let (t0, k0) = (time[0], slots[0] as f64);
+    // Offsets from the first row keep the sums small (Unix times are ~1.8e9).
+    let km = slots.iter().map(|&k| k as f64 - k0).sum::<f64>() / n;
+    let tm = time.iter().map(|t| t - t0).sum::<f64>() / n;
+    let (mut skt, mut skk) = (0.0, 0.0);
+    for (&k, &t) in slots.iter().zip(time) {
+        let dk = k as f64 - k0 - km;
+        skt += dk * (t - t0 - tm);
+        skk += dk * dk;
+    }
+    (skk > 0.0 && skk.is_finite()).then(|| skt / skk)
 }
 
 /// Median of the time steps.
