@@ -234,3 +234,119 @@ mod tests {
         }
     }
 }
+
+/// One block of regressor columns: series `series` at lags `lo..=hi`, each multiplied by
+/// `sign / scale` (ARX uses −y(t−i); every column of a series shares its deviation).
+#[derive(Debug, Clone, Copy)]
+pub struct LagBlock {
+    /// Index of the series.
+    pub series: usize,
+    /// Smallest lag.
+    pub lo: usize,
+    /// Largest lag.
+    pub hi: usize,
+    /// ±1.
+    pub sign: f64,
+    /// Divisor of the series' values.
+    pub scale: f64,
+}
+
+impl LagBlock {
+    fn len(&self) -> usize {
+        self.hi - self.lo + 1
+    }
+}
+
+/// Gram matrix `XᵀX` over rows `t0..n` of columns that are lagged copies of a few series,
+/// column c being `sign·x_s(t − lag)/scale`, built from O(blocks²·lags) dot products: within
+/// a pair of blocks, `S(l1+1, l2+1) = S(l1, l2) + x1(t0−1−l1) x2(t0−1−l2) − x1(n−1−l1)
+/// x2(n−1−l2)` (the window shifts by one row), so only a block pair's first row and column
+/// are full dot products. Requires every lag ≤ t0.
+pub fn lagged_gram(series: &[&[f64]], blocks: &[LagBlock], t0: usize, n: usize) -> DMatrix<f64> {
+    let d: usize = blocks.iter().map(LagBlock::len).sum();
+    let mut g = DMatrix::zeros(d, d);
+    let offsets: Vec<usize> = blocks
+        .iter()
+        .scan(0, |o, b| {
+            let start = *o;
+            *o += b.len();
+            Some(start)
+        })
+        .collect();
+    for (bi, p) in blocks.iter().enumerate() {
+        for (bj, q) in blocks.iter().enumerate().skip(bi) {
+            let (x1, x2) = (series[p.series], series[q.series]);
+            let raw = |l1: usize, l2: usize| {
+                super::xcorr::dot(&x1[t0 - l1..n - l1], &x2[t0 - l2..n - l2])
+            };
+            let mut s = DMatrix::zeros(p.len(), q.len());
+            for j in 0..q.len() {
+                s[(0, j)] = raw(p.lo, q.lo + j);
+            }
+            for i in 1..p.len() {
+                s[(i, 0)] = raw(p.lo + i, q.lo);
+            }
+            for i in 1..p.len() {
+                for j in 1..q.len() {
+                    let (l1, l2) = (p.lo + i - 1, q.lo + j - 1);
+                    s[(i, j)] = s[(i - 1, j - 1)] + x1[t0 - 1 - l1] * x2[t0 - 1 - l2]
+                        - x1[n - 1 - l1] * x2[n - 1 - l2];
+                }
+            }
+            let f = p.sign * q.sign / (p.scale * q.scale);
+            for i in 0..p.len() {
+                for j in 0..q.len() {
+                    let v = s[(i, j)] * f;
+                    g[(offsets[bi] + i, offsets[bj] + j)] = v;
+                    g[(offsets[bj] + j, offsets[bi] + i)] = v;
+                }
+            }
+        }
+    }
+    g
+}
+
+#[cfg(test)]
+mod gram_tests {
+    use super::*;
+
+    #[test]
+    fn lagged_gram_equals_explicit_products() {
+        let x: Vec<f64> = (0..300).map(|i| ((i * 37 % 101) as f64).sin()).collect();
+        let y: Vec<f64> = (0..300).map(|i| ((i * 53 % 97) as f64).cos()).collect();
+        let blocks = [
+            LagBlock {
+                series: 0,
+                lo: 1,
+                hi: 4,
+                sign: -1.0,
+                scale: 2.0,
+            },
+            LagBlock {
+                series: 1,
+                lo: 3,
+                hi: 9,
+                sign: 1.0,
+                scale: 0.5,
+            },
+        ];
+        let (t0, n) = (12, 300);
+        let g = lagged_gram(&[&x, &y], &blocks, t0, n);
+        let cols: Vec<(usize, usize, f64)> = blocks
+            .iter()
+            .flat_map(|b| (b.lo..=b.hi).map(move |l| (b.series, l, b.sign / b.scale)))
+            .collect();
+        let s = [&x, &y];
+        for (i, a) in cols.iter().enumerate() {
+            for (j, b) in cols.iter().enumerate() {
+                let want: f64 = (t0..n)
+                    .map(|t| s[a.0][t - a.1] * a.2 * s[b.0][t - b.1] * b.2)
+                    .sum();
+                assert!(
+                    (g[(i, j)] - want).abs() < 1e-11 * want.abs().max(1.0),
+                    "{i},{j}"
+                );
+            }
+        }
+    }
+}
