@@ -141,6 +141,24 @@ pub fn usage(msg: String) -> anyhow::Error {
     anyhow::Error::new(crate::record::UsageError(msg))
 }
 
+/// The input and output columns of a model or response (one definition for every command).
+#[derive(Debug, Args)]
+pub struct ModelColumns {
+    /// Input column(s), comma-separated.
+    #[arg(
+        short = 'u',
+        long,
+        value_delimiter = ',',
+        required = true,
+        value_name = "COLUMNS"
+    )]
+    pub input: Vec<String>,
+
+    /// Output column.
+    #[arg(short = 'y', long, value_name = "COLUMN")]
+    pub output: String,
+}
+
 /// Options of `vmmon xcorr`.
 #[derive(Debug, Args)]
 pub struct XcorrArgs {
@@ -268,19 +286,8 @@ pub struct ImpulseArgs {
     #[command(flatten)]
     out: OutArgs,
 
-    /// Input column(s), comma-separated.
-    #[arg(
-        short = 'u',
-        long,
-        value_delimiter = ',',
-        required = true,
-        value_name = "COLUMNS"
-    )]
-    input: Vec<String>,
-
-    /// Output column.
-    #[arg(short = 'y', long, value_name = "COLUMN")]
-    output: String,
+    #[command(flatten)]
+    cols: ModelColumns,
 
     /// Largest lag M of the impulse response, in samples.
     #[arg(short = 'M', long, default_value_t = 20, value_name = "SAMPLES")]
@@ -309,19 +316,19 @@ struct ImpulseReport<'a> {
 
 /// Runs `vmmon impulse`.
 pub fn impulse(a: ImpulseArgs) -> anyhow::Result<i32> {
-    let mut names = a.input.clone();
+    let mut names = a.cols.input.clone();
     for (i, n) in names.iter().enumerate() {
         if names[..i].contains(n) {
             return Err(usage(format!("input column {n} is given twice")));
         }
     }
-    if names.contains(&a.output) {
+    if names.contains(&a.cols.output) {
         return Err(usage(format!(
             "{} is both an input and the output",
-            a.output
+            a.cols.output
         )));
     }
-    names.push(a.output.clone());
+    names.push(a.cols.output.clone());
     a.out.check()?;
     let detrend = a.trace.detrend_or(Detrend::Mean);
     let series = a.trace.read(&names, detrend)?;
@@ -336,8 +343,9 @@ pub fn impulse(a: ImpulseArgs) -> anyhow::Result<i32> {
         .iter()
         .max_by_key(|s| s.len())
         .context("no samples")?;
-    let k = a.input.len();
+    let k = a.cols.input.len();
     let inputs: Vec<(&str, &[f64])> = a
+        .cols
         .input
         .iter()
         .enumerate()
@@ -345,14 +353,14 @@ pub fn impulse(a: ImpulseArgs) -> anyhow::Result<i32> {
         .collect();
     let est = impulse::estimate(
         &inputs,
-        (&a.output, &seg.columns[k]),
+        (&a.cols.output, &seg.columns[k]),
         a.lags,
         a.method,
         a.prewhiten,
     )?;
-    eprint!("{}", describe_impulse(&est, &a.output, series.step));
+    eprint!("{}", describe_impulse(&est, &a.cols.output, series.step));
     let report = ImpulseReport {
-        output: &a.output,
+        output: &a.cols.output,
         detrend,
         step_s: series.step,
         notes: &series.notes,

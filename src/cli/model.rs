@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 
-use super::analyze::{TraceArgs, usage};
+use super::analyze::{ModelColumns, TraceArgs, usage};
 use crate::sysid::arx::{self, MODEL_FORMAT, Model, Orders};
 use crate::sysid::order;
 use crate::sysid::stats::Detrend;
@@ -19,19 +19,8 @@ pub struct FitArgs {
     #[command(flatten)]
     trace: TraceArgs,
 
-    /// Input column(s), comma-separated.
-    #[arg(
-        short = 'u',
-        long,
-        value_delimiter = ',',
-        required = true,
-        value_name = "COLUMNS"
-    )]
-    input: Vec<String>,
-
-    /// Output column.
-    #[arg(short = 'y', long, value_name = "COLUMN")]
-    output: String,
+    #[command(flatten)]
+    cols: ModelColumns,
 
     /// Number of poles na (order of A).
     #[arg(long, value_name = "NA", allow_negative_numbers = true)]
@@ -143,15 +132,15 @@ fn per_input(what: &str, v: &[usize], inputs: usize) -> anyhow::Result<Vec<usize
 
 /// Runs `vmmon fit`.
 pub fn fit(a: FitArgs) -> anyhow::Result<i32> {
-    let k = a.input.len();
+    let k = a.cols.input.len();
     let orders = Orders {
         na: a.poles,
         nb: per_input("zeros", &a.zeros, k)?,
         nk: per_input("delay", &a.delay, k)?,
     };
     no_detrend(&a.trace, "fit")?;
-    let mut names = a.input.clone();
-    names.push(a.output.clone());
+    let mut names = a.cols.input.clone();
+    names.push(a.cols.output.clone());
     let series = a.trace.read(&names, Detrend::None)?;
     let seg = longest(&series)?;
     let n = seg.len();
@@ -164,7 +153,7 @@ pub fn fit(a: FitArgs) -> anyhow::Result<i32> {
         &seg.columns[k][est.clone()],
         &us,
         &orders,
-        (&a.output, &a.input),
+        (&a.cols.output, &a.cols.input),
         series.step,
     )?;
     model.rates = a.trace.rates;
@@ -399,19 +388,8 @@ pub struct OrderArgs {
     #[command(flatten)]
     trace: TraceArgs,
 
-    /// Input column(s), comma-separated (each gets the same nb and nk).
-    #[arg(
-        short = 'u',
-        long,
-        value_delimiter = ',',
-        required = true,
-        value_name = "COLUMNS"
-    )]
-    input: Vec<String>,
-
-    /// Output column.
-    #[arg(short = 'y', long, value_name = "COLUMN")]
-    output: String,
+    #[command(flatten)]
+    cols: ModelColumns,
 
     /// Poles na searched: LOW..HIGH or one value.
     #[arg(long, value_parser = parse_range, value_name = "RANGE")]
@@ -461,9 +439,9 @@ pub fn order(a: OrderArgs) -> anyhow::Result<i32> {
     if *grid.nb.start() == 0 {
         return Err(usage("--zeros must start at 1 or more".into()));
     }
-    let k = a.input.len();
-    let mut names = a.input.clone();
-    names.push(a.output.clone());
+    let k = a.cols.input.len();
+    let mut names = a.cols.input.clone();
+    names.push(a.cols.output.clone());
     let series = a.trace.read(&names, Detrend::None)?;
     let seg = longest(&series)?;
     let n = seg.len();
@@ -546,7 +524,13 @@ pub fn order(a: OrderArgs) -> anyhow::Result<i32> {
         None => std::io::stdout().lock().write_all(csv.as_bytes())?,
     }
     if let (Some(path), Some(best)) = (&a.model, search.candidates.first()) {
-        let mut model = arx::fit(ey, &eu, &best.orders(k), (&a.output, &a.input), series.step)?;
+        let mut model = arx::fit(
+            ey,
+            &eu,
+            &best.orders(k),
+            (&a.cols.output, &a.cols.input),
+            series.step,
+        )?;
         model.rates = a.trace.rates;
         eprint!(
             "best model, re-solved by QR on its own window:\n{}",
