@@ -313,7 +313,13 @@ fn white_noise_stays_inside_the_99_percent_bound() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(64))]
+    // Fixed seed: the same cases on every run (CI must not differ from a local run).
+    #![proptest_config(ProptestConfig {
+        cases: 64,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(20261123),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn symmetry_and_affine_invariance(
