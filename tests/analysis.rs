@@ -427,11 +427,7 @@ fn ranges_by_row_and_time() {
     agree("range", &all["xcov"], &by_time["xcov"], 0.0);
 }
 
-fn write_tmp(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
-    let p = dir.path().join(name);
-    std::fs::write(&p, text).expect("write");
-    p.to_str().expect("utf-8").to_string()
-}
+use crate::util::write_file as write_tmp;
 
 #[test]
 fn gaps_are_refused_interpolated_or_split() {

@@ -93,9 +93,7 @@ fn write_trace(dir: &tempfile::TempDir, name: &str, cols: &[(&str, &[f64])]) -> 
         }
         text.push('\n');
     }
-    let p = dir.path().join(name);
-    std::fs::write(&p, text).expect("write trace");
-    p.to_str().expect("utf-8").to_string()
+    crate::util::write_file(dir, name, &text)
 }
 
 #[test]

@@ -174,6 +174,13 @@ fn output_file_and_metadata_sidecar() {
     assert_eq!(cols[2]["name"], "cpu_user_pct");
     assert_eq!(cols[2]["kind"], "rate");
     assert!(meta["ticks_per_second"].as_i64().expect("ticks") > 0);
+    // The CPU count, against this test's own reading of /proc/stat.
+    let cpus = std::fs::read_to_string("/proc/stat")
+        .expect("/proc/stat")
+        .lines()
+        .filter(|l| l.starts_with("cpu") && !l.starts_with("cpu "))
+        .count();
+    assert_eq!(meta["cpus"].as_u64(), Some(cpus as u64));
 }
 
 fn spawn_recorder(file: &std::path::Path, rate: &str) -> std::process::Child {

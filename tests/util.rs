@@ -77,3 +77,10 @@ pub fn heavy() -> std::sync::MutexGuard<'static, ()> {
     // A test that failed while holding it must not fail the others too.
     HEAVY.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+/// Writes `text` to `name` in `dir` and returns the path as a string (for command lines).
+pub fn write_file(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
+    let p = dir.path().join(name);
+    std::fs::write(&p, text).expect("write test file");
+    p.to_str().expect("utf-8 temp path").to_string()
+}

@@ -107,6 +107,23 @@ fn longest(series: &crate::trace::read::Series) -> anyhow::Result<&crate::trace:
         .context("no samples")
 }
 
+/// Reads a model's inputs and output (in that column order), without detrending: the model
+/// keeps its own offsets.
+fn read_model_columns(
+    trace: &TraceArgs,
+    inputs: &[String],
+    output: &str,
+) -> anyhow::Result<crate::trace::read::Series> {
+    let mut names = inputs.to_vec();
+    names.push(output.to_string());
+    trace.read(&names, Detrend::None)
+}
+
+/// The rows of a `START:END` option, or all `n` rows when it is absent.
+fn rows(spec: Option<&str>, n: usize) -> anyhow::Result<std::ops::Range<usize>> {
+    spec.map_or(Ok(0..n), |s| parse_split(s, n))
+}
+
 /// Refuses `--detrend` where a model's own offsets decide the level.
 fn no_detrend(trace: &TraceArgs, what: &str) -> anyhow::Result<()> {
     match trace.detrend {
@@ -139,15 +156,10 @@ pub fn fit(a: FitArgs) -> anyhow::Result<i32> {
         nk: per_input("delay", &a.delay, k)?,
     };
     no_detrend(&a.trace, "fit")?;
-    let mut names = a.cols.input.clone();
-    names.push(a.cols.output.clone());
-    let series = a.trace.read(&names, Detrend::None)?;
+    let series = read_model_columns(&a.trace, &a.cols.input, &a.cols.output)?;
     let seg = longest(&series)?;
     let n = seg.len();
-    let est = a
-        .estimate
-        .as_deref()
-        .map_or(Ok(0..n), |s| parse_split(s, n))?;
+    let est = rows(a.estimate.as_deref(), n)?;
     let us: Vec<&[f64]> = seg.columns[..k].iter().map(|c| &c[est.clone()]).collect();
     let mut model = arx::fit(
         &seg.columns[k][est.clone()],
@@ -325,9 +337,7 @@ pub fn validate(mut a: ValidateArgs) -> anyhow::Result<i32> {
     if a.horizon == 0 {
         return Err(usage("--horizon must be at least 1".into()));
     }
-    let mut names = model.inputs.clone();
-    names.push(model.output.clone());
-    let series = a.trace.read(&names, Detrend::None)?;
+    let series = read_model_columns(&a.trace, &model.inputs, &model.output)?;
     let seg = longest(&series)?;
     let k = model.inputs.len();
     let us: Vec<&[f64]> = seg.columns[..k].iter().map(Vec::as_slice).collect();
@@ -440,15 +450,10 @@ pub fn order(a: OrderArgs) -> anyhow::Result<i32> {
         return Err(usage("--zeros must start at 1 or more".into()));
     }
     let k = a.cols.input.len();
-    let mut names = a.cols.input.clone();
-    names.push(a.cols.output.clone());
-    let series = a.trace.read(&names, Detrend::None)?;
+    let series = read_model_columns(&a.trace, &a.cols.input, &a.cols.output)?;
     let seg = longest(&series)?;
     let n = seg.len();
-    let est = a
-        .estimate
-        .as_deref()
-        .map_or(Ok(0..n), |s| parse_split(s, n))?;
+    let est = rows(a.estimate.as_deref(), n)?;
     let val = a
         .validate
         .as_deref()

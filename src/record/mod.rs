@@ -138,7 +138,6 @@ pub struct Recorder {
     sources: Vec<Box<dyn sources::Source>>,
     notes: Notes,
     buf: Vec<u8>,
-    cpus: usize,
 }
 
 impl Recorder {
@@ -154,20 +153,12 @@ impl Recorder {
             &mut builder,
             &mut notes,
         )?;
-        let cpus = std::fs::read_to_string(config.proc_root.join("stat"))
-            .map(|s| {
-                s.lines()
-                    .filter(|l| l.starts_with("cpu") && !l.starts_with("cpu "))
-                    .count()
-            })
-            .unwrap_or(0);
         Ok(Recorder {
             config,
             schema: builder.finish(),
             sources: srcs,
             notes,
             buf: Vec::with_capacity(16 * 1024),
-            cpus,
         })
     }
 
@@ -234,7 +225,7 @@ impl Recorder {
             ),
             // SAFETY: sysconf has no preconditions.
             ticks_per_second: unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as i64,
-            cpus: self.cpus,
+            cpus: self.schema.cpus,
             rate_hz: self.config.rate_hz,
             mode: if self.config.raw { "raw" } else { "rates" }.into(),
             time_format: self.config.time_format,

@@ -92,6 +92,7 @@ pub struct SchemaBuilder {
     gauges: usize,
     columns: Vec<Column>,
     devices: BTreeMap<String, Vec<String>>,
+    cpus: usize,
 }
 
 impl SchemaBuilder {
@@ -103,6 +104,7 @@ impl SchemaBuilder {
             gauges: 0,
             columns: Vec::new(),
             devices: BTreeMap::new(),
+            cpus: 0,
         }
     }
 
@@ -180,6 +182,11 @@ impl SchemaBuilder {
         }
     }
 
+    /// Records how many CPUs the kernel lists (for the metadata).
+    pub fn cpus(&mut self, n: usize) {
+        self.cpus = n;
+    }
+
     /// Records the device names of one kind (for the metadata).
     pub fn devices(&mut self, kind: &str, names: &[String]) {
         self.devices.insert(kind.to_string(), names.to_vec());
@@ -202,6 +209,7 @@ impl SchemaBuilder {
             gauges: self.gauges,
             columns: self.columns,
             devices: self.devices,
+            cpus: self.cpus,
         }
     }
 }
@@ -217,6 +225,8 @@ pub struct Schema {
     pub columns: Vec<Column>,
     /// Recorded devices by kind (`disks`, `interfaces`).
     pub devices: BTreeMap<String, Vec<String>>,
+    /// CPUs listed in `/proc/stat` at the start.
+    pub cpus: usize,
 }
 
 impl Schema {

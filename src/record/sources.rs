@@ -269,6 +269,7 @@ impl Stat {
                 file.path().display()
             ),
         };
+        schema.cpus(cpu_ids.len());
         if !per_cpu {
             cpu_ids.clear();
         }

@@ -795,7 +795,11 @@ impl Model {
         // Beyond the data a longer horizon changes nothing (it is the simulation) but costs
         // O(N·K): cap it.
         let horizon = horizon.clamp(1, n - t0);
-        let pred_k = self.predict_k(&yc, &uref, horizon);
+        let pred_k = if horizon == 1 {
+            pred1.clone()
+        } else {
+            self.predict_k(&yc, &uref, horizon)
+        };
         let mut resid: Vec<f64> = (t0..n).map(|t| yc[t] - pred1[t]).collect();
         let residual_mean = stats::mean(&resid);
         stats::detrend(&mut resid, stats::Detrend::Mean);
