@@ -1,11 +1,13 @@
-//! Analysis speed on 10⁶ samples: `cargo bench --bench analysis`. The statsmodels baseline
+//! Analysis speed on 10⁶ samples (ARX order search on 10⁵): `cargo bench --bench analysis`. The statsmodels baseline
 //! for the same work is timed by testdata/sysid/time_statsmodels.py; figures in
 //! docs/performance.md.
 
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use vmmon::sysid::arx::{self, Orders};
 use vmmon::sysid::impulse::{self, Method};
+use vmmon::sysid::order::{self, Criterion as OrderCriterion, Grid};
 use vmmon::sysid::xcorr::{cross_correlation, lagged_products_direct};
 
 fn noise(seed: u64, n: usize) -> Vec<f64> {
@@ -48,6 +50,32 @@ fn analysis(c: &mut Criterion) {
             black_box(
                 impulse::estimate(&[("u", &u)], ("y", &y), 100, Method::Cra, 10).expect("cra"),
             )
+        })
+    });
+    g.finish();
+
+    // The original experiment's ARX(20,17,50) on 10⁶ samples, and the order grid
+    // (24,400 candidates) on the first 10⁵.
+    let mut g = c.benchmark_group("arx");
+    g.sample_size(10);
+    let orders = Orders {
+        na: 20,
+        nb: vec![17],
+        nk: vec![50],
+    };
+    let names = ["u".to_string()];
+    g.bench_function("fit_20_17_50_1e6", |b| {
+        b.iter(|| black_box(arx::fit(&y, &[&u], &orders, ("y", &names), 1.0).expect("fit")))
+    });
+    let grid = Grid {
+        na: 1..=20,
+        nb: 1..=20,
+        nk: 0..=60,
+    };
+    let (u5, y5) = (&u[..100_000], &y[..100_000]);
+    g.bench_function("order_24400_1e5", |b| {
+        b.iter(|| {
+            black_box(order::search(y5, &[u5], &grid, OrderCriterion::Aic, None).expect("order"))
         })
     });
     g.finish();

@@ -12,7 +12,10 @@ use serde::{Deserialize, Serialize};
 
 use nalgebra::DVector;
 
-use super::lsq::{BlockQr, LagBlock, LsqError, Solution, lagged_gram};
+use super::lsq::{
+    BlockQr, LagBlock, LsqError, Solution, lagged_combination, lagged_combination_into,
+    lagged_gram, multi_lag_dots,
+};
 use super::stats;
 
 /// Serialises a non-finite float as `null` and reads `null` back as NaN: JSON has no NaN or
@@ -75,6 +78,22 @@ impl Orders {
                 j += 1;
             }
         }
+    }
+}
+
+impl Orders {
+    /// `(series, lag, coefficient)` of each regressor for `theta` in regression order
+    /// (series 0 is y, i+1 is input i), the regressors' signs folded into the coefficients:
+    /// ŷ(t) = Σ coef · x_series(t − lag), for [`lagged_combination`].
+    pub fn terms(&self, theta: &[f64]) -> Vec<(usize, usize, f64)> {
+        let mut out: Vec<(usize, usize, f64)> =
+            (1..=self.na).map(|i| (0, i, -theta[i - 1])).collect();
+        let mut j = self.na;
+        for (i, (&nb, &nk)) in self.nb.iter().zip(&self.nk).enumerate() {
+            out.extend((0..nb).map(|l| (i + 1, nk + l, theta[j + l])));
+            j += nb;
+        }
+        out
     }
 }
 
@@ -221,15 +240,12 @@ pub enum ArxError {
 
 /// Fit % = 100 (1 − ‖y − ŷ‖ / ‖y − mean(y)‖) over the samples where ŷ is defined (not NaN).
 pub fn fit_percent(y: &[f64], yhat: &[f64]) -> f64 {
-    let pairs: Vec<(f64, f64)> = y
-        .iter()
-        .zip(yhat)
-        .filter(|(_, h)| !h.is_nan())
-        .map(|(a, b)| (*a, *b))
-        .collect();
-    let m = pairs.iter().map(|p| p.0).sum::<f64>() / pairs.len().max(1) as f64;
-    let err: f64 = pairs.iter().map(|(a, b)| (a - b) * (a - b)).sum();
-    let var: f64 = pairs.iter().map(|(a, _)| (a - m) * (a - m)).sum();
+    let pairs = || y.iter().zip(yhat).filter(|(_, h)| !h.is_nan());
+    let (sum, count) = pairs().fold((0.0, 0usize), |(s, c), (a, _)| (s + a, c + 1));
+    let m = sum / count.max(1) as f64;
+    let (err, var) = pairs().fold((0.0, 0.0), |(e, v), (a, b)| {
+        (e + (a - b) * (a - b), v + (a - m) * (a - m))
+    });
     100.0 * (1.0 - (err / var).sqrt())
 }
 
@@ -284,18 +300,17 @@ impl Model {
     /// One-step-ahead prediction of (detrended) `y` from (detrended) data; NaN before t0.
     pub fn predict(&self, y: &[f64], us: &[&[f64]]) -> Vec<f64> {
         let n = us.iter().map(|u| u.len()).fold(y.len(), usize::min);
-        let t0 = self.orders.t0();
-        let theta = self.theta();
-        let mut phi = vec![0.0; theta.len()];
-        (0..n)
-            .map(|t| {
-                if t < t0 {
-                    return f64::NAN;
-                }
-                self.orders.regressors(y, us, t, &mut phi);
-                phi.iter().zip(&theta).map(|(p, c)| p * c).sum()
-            })
-            .collect()
+        let t0 = self.orders.t0().min(n);
+        let mut series = vec![y];
+        series.extend(us.iter().copied());
+        let mut out = vec![f64::NAN; t0];
+        out.extend(lagged_combination(
+            &series,
+            &self.orders.terms(&self.theta()),
+            t0,
+            n,
+        ));
+        out
     }
 
     /// Free-run simulation from the (detrended) inputs alone. Samples before t0 are taken
@@ -303,15 +318,25 @@ impl Model {
     pub fn simulate(&self, us: &[&[f64]], y_init: Option<&[f64]>) -> Vec<f64> {
         let n = us.iter().map(|u| u.len()).min().unwrap_or(0);
         let t0 = self.orders.t0().min(n);
-        let theta = self.theta();
-        let mut phi = vec![0.0; theta.len()];
+        // The inputs' part is a lagged combination done in one vectorised pass; only the
+        // autoregression has to run sample by sample.
+        let mut series: Vec<&[f64]> = vec![&[]];
+        series.extend(us.iter().copied());
+        let terms: Vec<(usize, usize, f64)> = self
+            .orders
+            .terms(&self.theta())
+            .into_iter()
+            .filter(|term| term.0 > 0)
+            .collect();
         let mut ys = vec![0.0; n];
+        lagged_combination_into(&series, &terms, t0, &mut ys[t0..]);
         if let Some(init) = y_init {
             ys[..t0].copy_from_slice(&init[..t0]);
         }
+        let na = self.orders.na;
+        let a_rev: Vec<f64> = self.a.iter().rev().copied().collect();
         for t in t0..n {
-            self.orders.regressors(&ys, us, t, &mut phi);
-            ys[t] = phi.iter().zip(&theta).map(|(p, c)| p * c).sum();
+            ys[t] -= super::xcorr::dot(&a_rev, &ys[t - na..t]);
         }
         ys[..t0].iter_mut().for_each(|v| *v = f64::NAN);
         ys
@@ -526,13 +551,11 @@ fn semi_normal(
     // Column j of the scaled regressors is raw_j / scale_j; the scaled output is y / ysd.
     let residuals = |theta: &DVector<f64>| -> Vec<f64> {
         let c: Vec<f64> = (0..d).map(|k| theta[k] / scale[k]).collect();
-        let mut phi = vec![0.0; d];
-        (t0..n)
-            .map(|t| {
-                orders.regressors(yc, us, t, &mut phi);
-                yc[t] / ysd - phi.iter().zip(&c).map(|(p, c)| p * c).sum::<f64>()
-            })
-            .collect()
+        let mut r = lagged_combination(&series, &orders.terms(&c), t0, n);
+        for (r, y) in r.iter_mut().zip(&yc[t0..n]) {
+            *r = y / ysd - *r;
+        }
+        r
     };
     let b = DVector::from_fn(d, |k, _| g[(k, d)]);
     let mut theta = chol.solve(&b);
@@ -541,9 +564,12 @@ fn semi_normal(
     let mut phit_r = DVector::zeros(d);
     let mut col = 0;
     for blk in &blocks[..blocks.len() - 1] {
-        let x = series[blk.series];
-        for lag in blk.lo..=blk.hi {
-            phit_r[col] = blk.sign / blk.scale * super::xcorr::dot(&x[t0 - lag..n - lag], &r1);
+        // Σ_i r1(i) x(t0 + i − lag): lagged products of r1 with the series at k = lag − t0.
+        let ks: Vec<isize> = (blk.lo..=blk.hi)
+            .map(|lag| lag as isize - t0 as isize)
+            .collect();
+        for v in multi_lag_dots(&r1, series[blk.series], &ks, 0, n - t0) {
+            phit_r[col] = blk.sign / blk.scale * v;
             col += 1;
         }
     }

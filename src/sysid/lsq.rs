@@ -251,59 +251,181 @@ pub struct LagBlock {
     pub scale: f64,
 }
 
-impl LagBlock {
-    fn len(&self) -> usize {
-        self.hi - self.lo + 1
+/// Gram matrix `XᵀX` over rows `t0..n` of columns that are lagged copies of a few series,
+/// column c being `sign·x_s(t − lag)/scale`. An entry `Σ_t x_p(t−l1) x_q(t−l2)` is the sum
+/// of `x_p(s) x_q(s − k)`, `k = l2 − l1`, over a window that slides with `l1`. So each pair
+/// of series needs only its lagged products over one common window, computed in a single
+/// pass over the rows (cache-sized blocks, in parallel), and every entry is one of those
+/// with the window's ends corrected by O(t0) products. Requires every lag ≤ t0 < n.
+pub fn lagged_gram(series: &[&[f64]], blocks: &[LagBlock], t0: usize, n: usize) -> DMatrix<f64> {
+    use std::collections::BTreeMap;
+    let cols: Vec<(usize, usize, f64)> = blocks
+        .iter()
+        .flat_map(|b| (b.lo..=b.hi).map(move |l| (b.series, l, b.sign / b.scale)))
+        .collect();
+    let d = cols.len();
+    // Entry (i, j) in canonical order (p, l1) ≤ (q, l2).
+    let canonical = |i: usize, j: usize| {
+        let (a, b) = ((cols[i].0, cols[i].1), (cols[j].0, cols[j].1));
+        let ((p, l1), (q, l2)) = if a <= b { (a, b) } else { (b, a) };
+        (p, q, l1, l2 as isize - l1 as isize)
+    };
+    let mut lags: BTreeMap<(usize, usize), Vec<isize>> = BTreeMap::new();
+    for i in 0..d {
+        for j in i..d {
+            let (p, q, _, k) = canonical(i, j);
+            lags.entry((p, q)).or_default().push(k);
+        }
     }
+    // Per pair: the window [a, b), its lag differences (sorted) and their sums.
+    struct Window {
+        a: usize,
+        b: usize,
+        ks: Vec<isize>,
+        sums: Vec<f64>,
+    }
+    let mut common: BTreeMap<(usize, usize), Window> = BTreeMap::new();
+    for ((p, q), mut ks) in lags {
+        ks.sort_unstable();
+        ks.dedup();
+        let (kmin, kmax) = (ks[0], ks[ks.len() - 1]);
+        // The widest window valid for every k: s ≥ 0, s − k ≥ 0, s < n, s − k < n.
+        let a = kmax.max(0) as usize;
+        let b = (n as isize + kmin.min(0)).max(a as isize) as usize;
+        let sums = multi_lag_dots(series[p], series[q], &ks, a, b);
+        common.insert((p, q), Window { a, b, ks, sums });
+    }
+    // Σ x_p(s) x_q(s − k) over [from, to), negated when to < from.
+    let partial = |p: usize, q: usize, k: isize, from: usize, to: usize| -> f64 {
+        let (x1, x2) = (series[p], series[q]);
+        let (lo, hi, sign) = if from <= to {
+            (from, to, 1.0)
+        } else {
+            (to, from, -1.0)
+        };
+        sign * (lo..hi)
+            .map(|s| x1[s] * x2[(s as isize - k) as usize])
+            .sum::<f64>()
+    };
+    let mut g = DMatrix::zeros(d, d);
+    for i in 0..d {
+        for j in i..d {
+            let (p, q, l1, k) = canonical(i, j);
+            let w = &common[&(p, q)];
+            let reference = w.ks.binary_search(&k).map_or(0.0, |at| w.sums[at]);
+            // Σ over [t0 − l1, n − l1) = Σ over [a, b) + Σ [b, n − l1) − Σ [a, t0 − l1).
+            let v = reference + partial(p, q, k, w.b, n - l1) - partial(p, q, k, w.a, t0 - l1);
+            let v = v * cols[i].2 * cols[j].2;
+            g[(i, j)] = v;
+            g[(j, i)] = v;
+        }
+    }
+    g
 }
 
-/// Gram matrix `XᵀX` over rows `t0..n` of columns that are lagged copies of a few series,
-/// column c being `sign·x_s(t − lag)/scale`, built from O(blocks²·lags) dot products: within
-/// a pair of blocks, `S(l1+1, l2+1) = S(l1, l2) + x1(t0−1−l1) x2(t0−1−l2) − x1(n−1−l1)
-/// x2(n−1−l2)` (the window shifts by one row), so only a block pair's first row and column
-/// are full dot products. Requires every lag ≤ t0.
-pub fn lagged_gram(series: &[&[f64]], blocks: &[LagBlock], t0: usize, n: usize) -> DMatrix<f64> {
-    let d: usize = blocks.iter().map(LagBlock::len).sum();
-    let mut g = DMatrix::zeros(d, d);
-    let offsets: Vec<usize> = blocks
-        .iter()
-        .scan(0, |o, b| {
-            let start = *o;
-            *o += b.len();
-            Some(start)
-        })
-        .collect();
-    for (bi, p) in blocks.iter().enumerate() {
-        for (bj, q) in blocks.iter().enumerate().skip(bi) {
-            let (x1, x2) = (series[p.series], series[q.series]);
-            let raw = |l1: usize, l2: usize| {
-                super::xcorr::dot(&x1[t0 - l1..n - l1], &x2[t0 - l2..n - l2])
-            };
-            let mut s = DMatrix::zeros(p.len(), q.len());
-            for j in 0..q.len() {
-                s[(0, j)] = raw(p.lo, q.lo + j);
+/// `Σ_{s ∈ [a, b)} x(s)·y(s − k)` for each k of `ks` (every index in range), in one pass over the rows: a block of
+/// rows stays in cache while every lag is summed over it, blocks run in parallel.
+pub fn multi_lag_dots(x: &[f64], y: &[f64], ks: &[isize], a: usize, b: usize) -> Vec<f64> {
+    use rayon::prelude::*;
+    const ROWS: usize = 1024;
+    const TASK_ROWS: usize = 256 * ROWS;
+    let task = |from: usize| -> Vec<f64> {
+        let to = (from + TASK_ROWS).min(b);
+        let mut out = vec![0.0; ks.len()];
+        let mut s0 = from;
+        while s0 < to {
+            let s1 = (s0 + ROWS).min(to);
+            for (o, &k) in out.iter_mut().zip(ks) {
+                let y = &y[(s0 as isize - k) as usize..(s1 as isize - k) as usize];
+                *o += super::xcorr::dot(&x[s0..s1], y);
             }
-            for i in 1..p.len() {
-                s[(i, 0)] = raw(p.lo + i, q.lo);
-            }
-            for i in 1..p.len() {
-                for j in 1..q.len() {
-                    let (l1, l2) = (p.lo + i - 1, q.lo + j - 1);
-                    s[(i, j)] = s[(i - 1, j - 1)] + x1[t0 - 1 - l1] * x2[t0 - 1 - l2]
-                        - x1[n - 1 - l1] * x2[n - 1 - l2];
+            s0 = s1;
+        }
+        out
+    };
+    (a..b).into_par_iter().step_by(TASK_ROWS).map(task).reduce(
+        || vec![0.0; ks.len()],
+        |mut acc, part| {
+            acc.iter_mut().zip(&part).for_each(|(a, p)| *a += p);
+            acc
+        },
+    )
+}
+
+/// `Σ_c coef_c · x_{s_c}(t − lag_c)` for t in `t0..n`, `terms` being `(s, lag, coef)`: a
+/// lagged regression's rows times its coefficients (one-step predictions, residuals). Rows
+/// are done a block at a time, four columns per pass over the block, so the work is
+/// contiguous and vectorises. Requires every lag ≤ t0.
+pub fn lagged_combination(
+    series: &[&[f64]],
+    terms: &[(usize, usize, f64)],
+    t0: usize,
+    n: usize,
+) -> Vec<f64> {
+    let mut out = vec![0.0; n.saturating_sub(t0)];
+    lagged_combination_into(series, terms, t0, &mut out);
+    out
+}
+
+/// [`lagged_combination`] for rows `t0..t0 + out.len()` into `out`, which it overwrites.
+pub fn lagged_combination_into(
+    series: &[&[f64]],
+    terms: &[(usize, usize, f64)],
+    t0: usize,
+    out: &mut [f64],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2, checked just above.
+        return unsafe { lagged_combination_avx2(series, terms, t0, out) };
+    }
+    lagged_combination_body(series, terms, t0, out)
+}
+
+/// [`lagged_combination_into`] compiled for AVX2, bit-identical to the portable build (no
+/// FMA).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn lagged_combination_avx2(
+    series: &[&[f64]],
+    terms: &[(usize, usize, f64)],
+    t0: usize,
+    out: &mut [f64],
+) {
+    lagged_combination_body(series, terms, t0, out)
+}
+
+#[inline(always)]
+fn lagged_combination_body(
+    series: &[&[f64]],
+    terms: &[(usize, usize, f64)],
+    t0: usize,
+    out: &mut [f64],
+) {
+    const ROWS: usize = 1024;
+    out.fill(0.0);
+    for (block, chunk) in out.chunks_mut(ROWS).enumerate() {
+        let (t, m) = (t0 + block * ROWS, chunk.len());
+        let x = |&(s, lag, _): &(usize, usize, f64)| &series[s][t - lag..t - lag + m];
+        for group in terms.chunks(4) {
+            match group {
+                [a, b, c, e] => {
+                    let (xa, xb, xc, xe) = (x(a), x(b), x(c), x(e));
+                    for r in 0..m {
+                        chunk[r] += a.2 * xa[r] + b.2 * xb[r] + c.2 * xc[r] + e.2 * xe[r];
+                    }
                 }
-            }
-            let f = p.sign * q.sign / (p.scale * q.scale);
-            for i in 0..p.len() {
-                for j in 0..q.len() {
-                    let v = s[(i, j)] * f;
-                    g[(offsets[bi] + i, offsets[bj] + j)] = v;
-                    g[(offsets[bj] + j, offsets[bi] + i)] = v;
+                rest => {
+                    for term in rest {
+                        let xa = x(term);
+                        for r in 0..m {
+                            chunk[r] += term.2 * xa[r];
+                        }
+                    }
                 }
             }
         }
     }
-    g
 }
 
 #[cfg(test)]
@@ -347,6 +469,62 @@ mod gram_tests {
                     "{i},{j}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn lagged_gram_of_one_series_with_lag_zero() {
+        // Same-series keys with both signs of k and the output column at lag 0.
+        let x: Vec<f64> = (0..200).map(|i| ((i * 29 % 89) as f64).sin()).collect();
+        let blocks = [
+            LagBlock {
+                series: 0,
+                lo: 1,
+                hi: 5,
+                sign: -1.0,
+                scale: 1.0,
+            },
+            LagBlock {
+                series: 0,
+                lo: 0,
+                hi: 0,
+                sign: 1.0,
+                scale: 1.0,
+            },
+        ];
+        let g = lagged_gram(&[&x], &blocks, 7, 200);
+        let lags = [1, 2, 3, 4, 5, 0];
+        for (i, &l1) in lags.iter().enumerate() {
+            for (j, &l2) in lags.iter().enumerate() {
+                let sign = if (i < 5) ^ (j < 5) { -1.0 } else { 1.0 };
+                let want: f64 = (7..200).map(|t| x[t - l1] * x[t - l2]).sum::<f64>() * sign;
+                assert!(
+                    (g[(i, j)] - want).abs() < 1e-11 * want.abs().max(1.0),
+                    "{i},{j}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn lagged_combination_equals_row_sums() {
+        let x: Vec<f64> = (0..3000).map(|i| ((i * 37 % 101) as f64).sin()).collect();
+        let y: Vec<f64> = (0..3000).map(|i| ((i * 53 % 97) as f64).cos()).collect();
+        let terms = [
+            (0, 1, 0.5),
+            (0, 2, -0.25),
+            (1, 0, 2.0),
+            (1, 3, 1.5),
+            (1, 4, -1.0),
+            (0, 9, 0.125),
+        ];
+        let (t0, n) = (9, 3000);
+        let got = lagged_combination(&[&x, &y], &terms, t0, n);
+        let s = [&x, &y];
+        assert_eq!(got.len(), n - t0);
+        for t in t0..n {
+            let want: f64 = terms.iter().map(|&(k, l, c)| c * s[k][t - l]).sum();
+            assert!((got[t - t0] - want).abs() < 1e-12, "row {t}");
         }
     }
 }

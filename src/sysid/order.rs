@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use super::arx::{ArxError, Criteria, Orders};
 use super::stats;
-use super::xcorr::dot;
+use super::lsq::{LagBlock, lagged_gram};
 
 /// The orders searched (every input gets the same nb and nk).
 #[derive(Debug, Clone)]
@@ -123,25 +123,36 @@ struct Gram {
     rows: usize,
 }
 
-fn gram(series: &[Vec<f64>], cols: &[(usize, usize)], y: &[f64], t0: usize) -> Gram {
-    let n = y.len();
-    let lagged = |(s, lag): (usize, usize)| &series[s][t0 - lag..n - lag];
-    let d = cols.len();
-    let pairs: Vec<(usize, usize)> = (0..d).flat_map(|i| (i..d).map(move |j| (i, j))).collect();
-    let values: Vec<f64> = pairs
-        .par_iter()
-        .map(|&(i, j)| dot(lagged(cols[i]), lagged(cols[j])))
-        .collect();
-    let mut g = DMatrix::zeros(d, d);
-    for (&(i, j), v) in pairs.iter().zip(values) {
-        g[(i, j)] = v;
-        g[(j, i)] = v;
+fn gram(series: &[Vec<f64>], cols: &[(usize, usize)], t0: usize) -> Gram {
+    let n = series[0].len();
+    // Runs of consecutive lags of one series are the blocks; the output at lag 0 goes last.
+    let mut blocks: Vec<LagBlock> = Vec::new();
+    for &(s, lag) in cols {
+        match blocks.last_mut() {
+            Some(b) if b.series == s && b.hi + 1 == lag => b.hi = lag,
+            _ => blocks.push(LagBlock {
+                series: s,
+                lo: lag,
+                hi: lag,
+                sign: 1.0,
+                scale: 1.0,
+            }),
+        }
     }
-    let b = DVector::from_iterator(d, cols.iter().map(|&c| dot(lagged(c), &y[t0..])));
+    blocks.push(LagBlock {
+        series: 0,
+        lo: 0,
+        hi: 0,
+        sign: 1.0,
+        scale: 1.0,
+    });
+    let refs: Vec<&[f64]> = series.iter().map(Vec::as_slice).collect();
+    let full = lagged_gram(&refs, &blocks, t0, n);
+    let d = cols.len();
     Gram {
-        g,
-        b,
-        yy: dot(&y[t0..], &y[t0..]),
+        g: full.view((0, 0), (d, d)).into_owned(),
+        b: DVector::from_fn(d, |r, _| full[(r, d)]),
+        yy: full[(d, d)],
         rows: n - t0,
     }
 }
@@ -204,7 +215,16 @@ pub fn search(
         cols.extend((nk_min..=lag_hi).map(|l| (i + 1, l)));
     }
     let col_of = |input: usize, lag: usize| na_max + input * (lag_hi - nk_min + 1) + (lag - nk_min);
-    let est = gram(&series, &cols, &series[0], t0);
+    let est = gram(&series, &cols, t0);
+    if let Some((vy, vus)) = validation {
+        let vn = vus.iter().map(|u| u.len()).fold(vy.len(), usize::min);
+        if vn <= t0 {
+            return Err(ArxError::Orders(format!(
+                "the validation data have {vn} samples; the grid's largest lag needs more \
+                 than {t0}"
+            )));
+        }
+    }
     let val = validation.map(|(vy, vus)| {
         let vn = vus.iter().map(|u| u.len()).fold(vy.len(), usize::min);
         let vseries: Vec<Vec<f64>> = std::iter::once(vy)
@@ -212,7 +232,7 @@ pub fn search(
             .enumerate()
             .map(|(i, x)| prep(&x[..vn], means[i], sds[i]))
             .collect();
-        gram(&vseries, &cols, &vseries[0], t0.min(vn))
+        gram(&vseries, &cols, t0)
     });
     let candidates: Vec<(usize, usize, usize)> = grid
         .na

@@ -20,16 +20,29 @@ pub fn mean(x: &[f64]) -> f64 {
     if x.is_empty() {
         return 0.0;
     }
-    // Pairwise-free compensated sum: long series of large counters lose digits otherwise.
-    let mut sum = 0.0;
-    let mut c = 0.0;
-    for &v in x {
-        let y = v - c;
-        let t = sum + y;
-        c = (t - sum) - y;
-        sum = t;
+    // Compensated (Kahan) sums, since long series of large counters lose digits otherwise;
+    // four independent lanes so that the dependent additions overlap.
+    let mut sum = [0.0f64; 4];
+    let mut c = [0.0f64; 4];
+    let chunks = x.chunks_exact(4);
+    let rest = chunks.remainder();
+    for v in chunks {
+        for l in 0..4 {
+            let y = v[l] - c[l];
+            let t = sum[l] + y;
+            c[l] = (t - sum[l]) - y;
+            sum[l] = t;
+        }
     }
-    sum / x.len() as f64
+    for (l, &v) in rest.iter().enumerate() {
+        let y = v - c[l];
+        let t = sum[l] + y;
+        c[l] = (t - sum[l]) - y;
+        sum[l] = t;
+    }
+    // The lanes' compensations are folded back before the lanes are added.
+    let lanes: [f64; 4] = std::array::from_fn(|l| sum[l] - c[l]);
+    ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) / x.len() as f64
 }
 
 /// Biased (divide by N) variance about the mean.

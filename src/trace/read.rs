@@ -167,6 +167,19 @@ fn open(input: &str) -> anyhow::Result<(Box<dyn Read>, String)> {
     ))
 }
 
+/// Cell `i` of `record`, trimmed; an error naming file, line and column if it is not UTF-8.
+fn text<'r>(
+    record: &'r csv::ByteRecord,
+    i: usize,
+    label: &str,
+    line: u64,
+) -> anyhow::Result<&'r str> {
+    match std::str::from_utf8(record.get(i).unwrap_or(b"")) {
+        Ok(s) => Ok(s.trim()),
+        Err(_) => bail!("{label}:{line}:{}: the cell is not valid UTF-8", i + 1),
+    }
+}
+
 fn read_raw(input: &str, names: &[String], opts: &ReadOptions) -> anyhow::Result<Raw> {
     let (reader, label) = open(input)?;
     let mut csv = csv::ReaderBuilder::new()
@@ -206,11 +219,12 @@ fn read_raw(input: &str, names: &[String], opts: &ReadOptions) -> anyhow::Result
         values: vec![Vec::new(); names.len()],
         has_time: time_idx.is_some(),
     };
-    let mut record = csv::StringRecord::new();
+    // Byte records: only the cells asked for are checked as UTF-8 and parsed.
+    let mut record = csv::ByteRecord::new();
     let mut row = 0usize;
     loop {
         let more = csv
-            .read_record(&mut record)
+            .read_byte_record(&mut record)
             .map_err(|e| anyhow::anyhow!("{label}: {e}"))?;
         if !more {
             break;
@@ -218,7 +232,7 @@ fn read_raw(input: &str, names: &[String], opts: &ReadOptions) -> anyhow::Result
         let line = record.position().map_or(0, |p| p.line());
         let t = match time_idx {
             Some(ti) => {
-                let cell = record.get(ti).unwrap_or("").trim();
+                let cell = text(&record, ti, &label, line)?;
                 parse_time(cell).ok_or_else(|| {
                     anyhow::anyhow!(
                         "{label}:{line}:{}: time '{cell}' is not Unix seconds or RFC 3339",
@@ -246,7 +260,7 @@ fn read_raw(input: &str, names: &[String], opts: &ReadOptions) -> anyhow::Result
             continue;
         }
         for (k, &ci) in idx.iter().enumerate() {
-            let cell = record.get(ci).unwrap_or("").trim();
+            let cell = text(&record, ci, &label, line)?;
             let v = if cell.is_empty() {
                 f64::NAN
             } else {
