@@ -5,5 +5,6 @@ mod util;
 mod analysis;
 mod arx;
 mod cli;
+mod clock;
 mod fixtures;
 mod sar;

@@ -5,6 +5,7 @@
 //! after a clean finish. Errors are printed once, here, with their whole cause chain.
 
 mod analyze;
+mod clock;
 pub mod legacy;
 mod model;
 mod record;
@@ -36,6 +37,10 @@ enum Command {
     /// `vmmon record -rate 1 -period 600 -max 10 -name host -timestamp`, and a copy or link
     /// of this binary named `ns` behaves as `vmmon record`.
     Record(record::RecordArgs),
+    /// Measure clock offset and drift between machines: `serve` on the host, `probe` from a
+    /// guest (NTP exchanges, offset ± RTT/2 per burst, drift by a robust line).
+    #[command(subcommand)]
+    Clock(clock::ClockCommand),
     /// Cross-correlation of two columns of a trace (or autocorrelation of one), with the
     /// 99% bound for independent white series. Positive lags: the input leads the output.
     Xcorr(analyze::XcorrArgs),
@@ -77,6 +82,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
         .collect();
     let result = match cli.command {
         Command::Record(a) => record::run(a, command),
+        Command::Clock(c) => clock::run(c),
         Command::Xcorr(a) => analyze::xcorr(a),
         Command::Impulse(a) => analyze::impulse(a),
         Command::Fit(a) => model::fit(a),

@@ -69,6 +69,16 @@ pub struct RecordArgs {
     #[arg(long, value_delimiter = ',', value_name = "NAMES")]
     exclude: Vec<String>,
 
+    /// Probe a reference clock (HOST:PORT of `vmmon clock serve` on the host, or any NTP
+    /// server) in the background and add clock_offset_s, clock_rtt_s and clock_bound_s
+    /// columns (reference − local; filled on the row after each burst), for `vmmon align`.
+    #[arg(long, value_name = "HOST:PORT")]
+    clock_ref: Option<String>,
+
+    /// Time between reference-clock bursts (`10`, `500ms`, `1m`).
+    #[arg(long, value_parser = parse_duration, default_value = "10s", value_name = "DURATION")]
+    clock_interval: Duration,
+
     /// Read proc files under this directory (for captured trees).
     #[arg(long, default_value = "/proc", hide = true)]
     proc_root: PathBuf,
@@ -115,6 +125,8 @@ impl RecordArgs {
             time_format: self.timestamp.unwrap_or_default(),
             proc_root: self.proc_root.clone(),
             sys_root: self.sys_root.clone(),
+            clock_ref: self.clock_ref.clone(),
+            clock_interval: self.clock_interval,
             sources: SourceOptions {
                 per_cpu: self.per_cpu,
                 filter: DeviceFilter {

@@ -26,6 +26,10 @@ pub const MIN_RATE_HZ: f64 = 0.01;
 /// Highest accepted sampling rate: above it a sample's own cost fills the interval.
 pub const MAX_RATE_HZ: f64 = 1000.0;
 
+/// Columns added by `--clock-ref`: reference minus local clock, the round trip, and the bound
+/// (±) on the offset; filled on the row after each burst's result arrives, empty otherwise.
+pub const CLOCK_COLUMNS: [&str; 3] = ["clock_offset_s", "clock_rtt_s", "clock_bound_s"];
+
 /// A mistake in what the user asked for (exit code 2), as opposed to a failure while running.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -52,6 +56,10 @@ pub struct RecordConfig {
     pub sys_root: PathBuf,
     /// Per-CPU columns and device selection.
     pub sources: SourceOptions,
+    /// Reference clock (HOST:PORT of `vmmon clock serve` or NTP) probed in the background.
+    pub clock_ref: Option<String>,
+    /// Time between reference-clock bursts.
+    pub clock_interval: Duration,
 }
 
 impl Default for RecordConfig {
@@ -66,6 +74,8 @@ impl Default for RecordConfig {
             proc_root: PathBuf::from("/proc"),
             sys_root: PathBuf::from("/sys"),
             sources: SourceOptions::default(),
+            clock_ref: None,
+            clock_interval: Duration::from_secs(10),
         }
     }
 }
@@ -86,6 +96,12 @@ impl RecordConfig {
                 "period {} s is shorter than one sampling interval ({} s at {r} Hz)",
                 p.as_secs_f64(),
                 self.interval().as_secs_f64()
+            )));
+        }
+        if !(0.1..=3600.0).contains(&self.clock_interval.as_secs_f64()) {
+            return Err(UsageError(format!(
+                "--clock-interval {} s: give 0.1 to 3600 seconds",
+                self.clock_interval.as_secs_f64()
             )));
         }
         if self.max_rows == Some(0) {
@@ -129,6 +145,8 @@ pub struct RunSummary {
     pub end_wall: Duration,
     /// The write error that ended the run early, if any (the rows before it are intact).
     pub error: Option<std::io::Error>,
+    /// What the reference-clock probing saw, with `--clock-ref`.
+    pub clock_ref: Option<crate::clock::RefSummary>,
 }
 
 /// A configured recorder: its sources are open and its columns fixed.
@@ -138,6 +156,7 @@ pub struct Recorder {
     sources: Vec<Box<dyn sources::Source>>,
     notes: Notes,
     buf: Vec<u8>,
+    clock: Option<crate::clock::Prober>,
 }
 
 impl Recorder {
@@ -153,12 +172,30 @@ impl Recorder {
             &mut builder,
             &mut notes,
         )?;
+        let clock = match &config.clock_ref {
+            None => None,
+            Some(server) => {
+                let probe = crate::clock::ProbeConfig {
+                    burst: 8,
+                    timeout: Duration::from_millis(250),
+                };
+                Some(
+                    crate::clock::Prober::connect(server, probe).map_err(|e| match e {
+                        crate::clock::probe::ProbeError::Resolve(_) => {
+                            anyhow::Error::new(UsageError(format!("--clock-ref: {e}")))
+                        }
+                        other => anyhow::Error::new(other).context("--clock-ref"),
+                    })?,
+                )
+            }
+        };
         Ok(Recorder {
             config,
             schema: builder.finish(),
             sources: srcs,
             notes,
             buf: Vec::with_capacity(16 * 1024),
+            clock,
         })
     }
 
@@ -185,6 +222,15 @@ impl Recorder {
             kind: c.kind,
             unit: c.unit.clone(),
         }));
+        if self.config.clock_ref.is_some() {
+            for name in CLOCK_COLUMNS {
+                cols.push(ColumnInfo {
+                    name: name.into(),
+                    kind: Kind::Gauge,
+                    unit: "s".into(),
+                });
+            }
+        }
         cols
     }
 
@@ -240,11 +286,24 @@ impl Recorder {
             columns: self.columns(),
             proc_root: self.config.proc_root.display().to_string(),
             command,
+            clock_ref: None,
         }
     }
 
     /// Formats one row (time, elapsed, cells) into `out`.
     pub fn format_row(&self, sample: &Sample, cells: &[Cell], out: &mut String) {
+        self.format_row_with_clock(sample, cells, None, out)
+    }
+
+    /// [`Recorder::format_row`] with the reference-clock cells of `--clock-ref` (`clock` is
+    /// the burst result that arrived since the previous row, if any).
+    pub fn format_row_with_clock(
+        &self,
+        sample: &Sample,
+        cells: &[Cell],
+        clock: Option<&crate::clock::Measurement>,
+        out: &mut String,
+    ) {
         use std::fmt::Write as _;
         out.clear();
         trace::push_time(out, sample.wall, self.config.time_format);
@@ -256,6 +315,12 @@ impl Recorder {
                 Cell::Empty => Ok(()),
                 Cell::Int(v) => write!(out, "{v}"),
                 Cell::Num(v) => write!(out, "{v}"),
+            };
+        }
+        if self.config.clock_ref.is_some() {
+            let _ = match clock {
+                Some(m) => write!(out, ",{:.9},{:.9},{:.9}", m.offset, m.rtt, m.bound),
+                None => write!(out, ",,,"),
             };
         }
         out.push('\n');
@@ -287,6 +352,10 @@ impl Recorder {
         let mut line = String::with_capacity(4096);
         let mut rows = 0u64;
         let mut have_prev = false;
+        let background = self
+            .clock
+            .take()
+            .map(|p| crate::clock::Background::start(p, self.config.clock_interval));
         while error.is_none() {
             if self.config.max_rows.is_some_and(|m| rows >= m) {
                 break;
@@ -304,7 +373,8 @@ impl Recorder {
             self.read(&mut cur);
             if self.config.raw || have_prev {
                 self.schema.derive(&prev, &cur, &mut cells);
-                self.format_row(&cur, &cells, &mut line);
+                let clock = background.as_ref().and_then(|b| b.take());
+                self.format_row_with_clock(&cur, &cells, clock.as_ref(), &mut line);
                 if let Err(e) = sink.write_row(line.as_bytes()) {
                     error = Some(e);
                     break;
@@ -316,6 +386,9 @@ impl Recorder {
             std::mem::swap(&mut prev, &mut cur);
             for n in self.take_notes() {
                 on_note(n);
+            }
+            if let Some(e) = background.as_ref().and_then(|b| b.take_error()) {
+                on_note(format!("vmmon: --clock-ref: {e} (still trying)"));
             }
         }
         let signal = match stop.load(Ordering::Relaxed) {
@@ -329,6 +402,7 @@ impl Recorder {
             signal,
             end_wall: realtime(),
             error,
+            clock_ref: background.map(crate::clock::Background::finish),
         })
     }
 }
@@ -341,5 +415,6 @@ impl RunSummary {
         meta.missed_slots = self.missed_slots;
         meta.lateness = self.lateness;
         meta.end_unix = Some(self.end_wall.as_secs_f64());
+        meta.clock_ref = self.clock_ref.clone();
     }
 }

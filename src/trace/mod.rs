@@ -201,6 +201,9 @@ pub struct Metadata {
     pub proc_root: String,
     /// The command line.
     pub command: Vec<String>,
+    /// Reference-clock probing (`--clock-ref`): server, bursts, drift over the run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clock_ref: Option<crate::clock::RefSummary>,
 }
 
 /// The sidecar path of a trace: `FILE.meta.json` next to `FILE`.
