@@ -8,6 +8,7 @@
 
 pub mod cli;
 pub mod clock;
+pub mod load;
 pub mod record;
 pub mod sysid;
 pub mod trace;

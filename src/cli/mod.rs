@@ -7,6 +7,7 @@
 mod analyze;
 mod clock;
 pub mod legacy;
+mod load;
 mod model;
 mod record;
 
@@ -41,6 +42,10 @@ enum Command {
     /// guest (NTP exchanges, offset ± RTT/2 per burst, drift by a robust line).
     #[command(subcommand)]
     Clock(clock::ClockCommand),
+    /// Generate CPU load: play back a load trace, or an identification input (PRBS, step,
+    /// square, sine, constant), as busy worker threads.
+    #[command(subcommand)]
+    Load(load::LoadCommand),
     /// Cross-correlation of two columns of a trace (or autocorrelation of one), with the
     /// 99% bound for independent white series. Positive lags: the input leads the output.
     Xcorr(analyze::XcorrArgs),
@@ -83,6 +88,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
     let result = match cli.command {
         Command::Record(a) => record::run(a, command),
         Command::Clock(c) => clock::run(c),
+        Command::Load(c) => load::run(c),
         Command::Xcorr(a) => analyze::xcorr(a),
         Command::Impulse(a) => analyze::impulse(a),
         Command::Fit(a) => model::fit(a),

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::trace::{self, ColumnInfo, Kind, Metadata, RowSink, TimeFormat};
-pub use schedule::{Lateness, LatenessSummary, Schedule, monotonic, realtime};
+pub use schedule::{Lateness, LatenessSummary, Schedule, monotonic, realtime, sleep_until};
 pub use schema::{Cell, Sample, Schema};
 pub use select::DeviceFilter;
 pub use sources::{Notes, SourceOptions};

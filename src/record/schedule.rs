@@ -42,7 +42,7 @@ pub fn realtime() -> Duration {
 }
 
 /// Sleeps until `deadline` on `CLOCK_MONOTONIC`; returns early if a signal arrives.
-fn sleep_until(deadline: Duration) {
+pub fn sleep_until(deadline: Duration) {
     let ts = libc::timespec {
         tv_sec: deadline.as_secs() as libc::time_t,
         tv_nsec: deadline.subsec_nanos() as libc::c_long,

@@ -1,0 +1,457 @@
+//! `vmmon load`: CPU load from a played-back load trace or an identification input.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Subcommand, ValueEnum};
+
+use crate::load::trace::{self, ByteOrder};
+use crate::load::{self, LoadConfig, Mode, Pattern, Prbs, filter};
+use crate::trace::{FileRows, RowSink};
+
+use super::analyze::usage;
+use super::record::parse_duration;
+
+/// `vmmon load` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum LoadCommand {
+    /// Play back a load trace: invert the load-average filter to the run-queue length that
+    /// produced it, and run that many busy threads' worth of work, slice by slice.
+    Play(PlayArgs),
+    /// A pseudo-random binary sequence (maximal-length LFSR) between two load levels.
+    Prbs(PrbsArgs),
+    /// A step from one load level to another.
+    Step(StepArgs),
+    /// A square wave between two load levels.
+    Square(SquareArgs),
+    /// A sine wave of load (clamped at 0).
+    Sine(SineArgs),
+    /// A constant load (e.g. 0.5: half a CPU; 1.5: one and a half).
+    Const(ConstArgs),
+}
+
+/// Options every load shares.
+#[derive(Debug, Args)]
+pub struct Common {
+    /// Worker threads (default: the largest load rounded up; at least 1).
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
+
+    /// Refuse more worker threads than this (default: twice the CPUs).
+    #[arg(long, value_name = "N")]
+    max_threads: Option<usize>,
+
+    /// time: busy for a fraction of wall-clock time; work: a calibrated amount of work per
+    /// slice, stretched by competing load as a real job would be.
+    #[arg(long, value_enum, default_value_t = Mode::Time)]
+    mode: Mode,
+
+    /// Per interval: time, target load, target and delivered CPU seconds, and the error.
+    #[arg(long, value_name = "FILE")]
+    log: Option<PathBuf>,
+
+    /// Also write a JSON summary to FILE.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+
+    /// Seed of the random placement of busy phases (and of the PRBS register).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+/// Options of the synthetic inputs.
+#[derive(Debug, Args)]
+pub struct Timing {
+    /// How long to run (`60`, `90s`, `5m`).
+    #[arg(short = 'd', long, value_parser = parse_duration, default_value = "60s")]
+    duration: Duration,
+
+    /// Granularity of the target (`100ms`, `1s`).
+    #[arg(long, value_parser = parse_duration, default_value = "100ms")]
+    slice: Duration,
+}
+
+/// Trace file formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// CSV with a `load` column (and `time`).
+    Csv,
+    /// Pairs of IEEE doubles: timestamp, load.
+    Binary,
+}
+
+/// Options of `vmmon load play`.
+#[derive(Debug, Args)]
+pub struct PlayArgs {
+    /// The load trace.
+    #[arg(value_name = "TRACE")]
+    trace: PathBuf,
+
+    /// Trace format (default: csv for a .csv file, binary otherwise).
+    #[arg(long, value_enum)]
+    format: Option<Format>,
+
+    /// Byte order of a binary trace.
+    #[arg(long, value_enum, default_value_t = ByteOrder::Little)]
+    byte_order: ByteOrder,
+
+    /// Time constant of the load average the trace recorded, seconds: 5 for the classic
+    /// Digital Unix traces, 60 for Linux's 1-minute average.
+    #[arg(long, default_value_t = 5.0, value_name = "SECONDS")]
+    tau: f64,
+
+    /// Seconds between samples (for a trace without timestamps, or to override them).
+    #[arg(long, value_name = "SECONDS")]
+    period: Option<f64>,
+
+    /// Play the values as run-queue lengths, without inverting the filter.
+    #[arg(long)]
+    no_invert: bool,
+
+    /// Stop after this long (default: the whole trace).
+    #[arg(short = 'd', long, value_parser = parse_duration)]
+    duration: Option<Duration>,
+
+    #[command(flatten)]
+    common: Common,
+}
+
+/// Options of `vmmon load prbs`.
+#[derive(Debug, Args)]
+pub struct PrbsArgs {
+    /// Load for a 0 bit.
+    #[arg(long, default_value_t = 0.0)]
+    low: f64,
+    /// Load for a 1 bit.
+    #[arg(long, default_value_t = 1.0)]
+    high: f64,
+    /// Duration of one bit (`1s`, `500ms`).
+    #[arg(long, value_parser = parse_duration, default_value = "1s")]
+    bit: Duration,
+    /// Register length n: the sequence repeats after 2^n − 1 bits (3 to 24).
+    #[arg(long, default_value_t = 10)]
+    order: u32,
+    #[command(flatten)]
+    timing: Timing,
+    #[command(flatten)]
+    common: Common,
+}
+
+/// Options of `vmmon load step`.
+#[derive(Debug, Args)]
+pub struct StepArgs {
+    /// Load before the step.
+    #[arg(long, default_value_t = 0.0)]
+    from: f64,
+    /// Load after the step.
+    #[arg(long, default_value_t = 1.0)]
+    to: f64,
+    /// When the step happens (`10s`).
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    at: Duration,
+    #[command(flatten)]
+    timing: Timing,
+    #[command(flatten)]
+    common: Common,
+}
+
+/// Options of `vmmon load square`.
+#[derive(Debug, Args)]
+pub struct SquareArgs {
+    /// Low level.
+    #[arg(long, default_value_t = 0.0)]
+    low: f64,
+    /// High level.
+    #[arg(long, default_value_t = 1.0)]
+    high: f64,
+    /// Period (`20s`).
+    #[arg(long, value_parser = parse_duration, default_value = "20s")]
+    period: Duration,
+    #[command(flatten)]
+    timing: Timing,
+    #[command(flatten)]
+    common: Common,
+}
+
+/// Options of `vmmon load sine`.
+#[derive(Debug, Args)]
+pub struct SineArgs {
+    /// Mean load.
+    #[arg(long, default_value_t = 0.5)]
+    mean: f64,
+    /// Amplitude.
+    #[arg(long, default_value_t = 0.5)]
+    amplitude: f64,
+    /// Period (`30s`).
+    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    period: Duration,
+    #[command(flatten)]
+    timing: Timing,
+    #[command(flatten)]
+    common: Common,
+}
+
+/// Options of `vmmon load const`.
+#[derive(Debug, Args)]
+pub struct ConstArgs {
+    /// The load: busy CPUs' worth of work.
+    #[arg(value_name = "LOAD")]
+    level: f64,
+    #[command(flatten)]
+    timing: Timing,
+    #[command(flatten)]
+    common: Common,
+}
+
+fn level(name: &str, v: f64) -> anyhow::Result<f64> {
+    if v.is_finite() && v >= 0.0 {
+        Ok(v)
+    } else {
+        Err(usage(format!("--{name} {v}: a load is a number ≥ 0")))
+    }
+}
+
+fn slices(timing: &Timing) -> anyhow::Result<(Duration, usize)> {
+    if timing.slice < Duration::from_millis(10) {
+        return Err(usage(format!(
+            "--slice {:?}: at least 10ms (a scheduling quantum)",
+            timing.slice
+        )));
+    }
+    let n = (timing.duration.as_secs_f64() / timing.slice.as_secs_f64()).round() as usize;
+    Ok((timing.slice, n.max(1)))
+}
+
+/// Runs `vmmon load …`.
+pub fn run(cmd: LoadCommand) -> anyhow::Result<i32> {
+    let (pattern, slice, n, common, what) = match cmd {
+        LoadCommand::Play(a) => {
+            let format = a.format.unwrap_or(
+                if a.trace
+                    .extension()
+                    .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
+                {
+                    Format::Csv
+                } else {
+                    Format::Binary
+                },
+            );
+            if let Some(p) = a.period
+                && !(p.is_finite() && p > 0.0)
+            {
+                return Err(usage(format!("--period {p}: give seconds > 0")));
+            }
+            if !(a.tau.is_finite() && a.tau > 0.0) {
+                return Err(usage(format!("--tau {}: give seconds > 0", a.tau)));
+            }
+            let tr = match format {
+                Format::Csv => trace::read_csv(&a.trace, a.period)?,
+                Format::Binary => trace::read_binary(&a.trace, a.byte_order, a.period)?,
+            };
+            let x = if a.no_invert {
+                tr.load.clone()
+            } else {
+                filter::invert_clamped(&tr.load, filter::smoothing(tr.period, a.tau))
+            };
+            let slice = Duration::from_secs_f64(tr.period);
+            let mut n = x.len();
+            if let Some(d) = a.duration {
+                n = n.min((d.as_secs_f64() / tr.period).round().max(1.0) as usize);
+            }
+            let what = format!(
+                "{} ({} samples every {} s, tau {} s{})",
+                a.trace.display(),
+                tr.load.len(),
+                tr.period,
+                a.tau,
+                if a.no_invert { ", not inverted" } else { "" }
+            );
+            (Pattern::Values(x), slice, n, a.common, what)
+        }
+        LoadCommand::Prbs(a) => {
+            let (slice, n) = slices(&a.timing)?;
+            let bit = a.bit.as_secs_f64();
+            if bit < slice.as_secs_f64() {
+                return Err(usage(format!(
+                    "--bit {:?} is shorter than --slice {slice:?}",
+                    a.bit
+                )));
+            }
+            let bits = (a.timing.duration.as_secs_f64() / bit).ceil() as usize + 1;
+            let p = Prbs::new(
+                a.order,
+                a.common.seed,
+                level("low", a.low)?,
+                level("high", a.high)?,
+                bit,
+                bits,
+            )
+            .ok_or_else(|| usage(format!("--order {}: give 3 to 24", a.order)))?;
+            let what = format!(
+                "PRBS order {} ({} or {}, {} s bits)",
+                a.order, a.low, a.high, bit
+            );
+            (Pattern::Prbs(p), slice, n, a.common, what)
+        }
+        LoadCommand::Step(a) => {
+            let (slice, n) = slices(&a.timing)?;
+            let p = Pattern::Step {
+                from: level("from", a.from)?,
+                to: level("to", a.to)?,
+                at: a.at.as_secs_f64(),
+            };
+            let what = format!("step {} → {} at {} s", a.from, a.to, a.at.as_secs_f64());
+            (p, slice, n, a.common, what)
+        }
+        LoadCommand::Square(a) => {
+            let (slice, n) = slices(&a.timing)?;
+            let p = Pattern::Square {
+                low: level("low", a.low)?,
+                high: level("high", a.high)?,
+                period: a.period.as_secs_f64(),
+            };
+            let what = format!(
+                "square {}/{} every {} s",
+                a.high,
+                a.low,
+                a.period.as_secs_f64()
+            );
+            (p, slice, n, a.common, what)
+        }
+        LoadCommand::Sine(a) => {
+            let (slice, n) = slices(&a.timing)?;
+            level("mean", a.mean)?;
+            if !a.amplitude.is_finite() {
+                return Err(usage("--amplitude must be a number".into()));
+            }
+            let p = Pattern::Sine {
+                mean: a.mean,
+                amplitude: a.amplitude,
+                period: a.period.as_secs_f64(),
+            };
+            let what = format!(
+                "sine {} ± {} every {} s",
+                a.mean,
+                a.amplitude,
+                a.period.as_secs_f64()
+            );
+            (p, slice, n, a.common, what)
+        }
+        LoadCommand::Const(a) => {
+            let (slice, n) = slices(&a.timing)?;
+            let p = Pattern::Const(level("load", a.level)?);
+            (p, slice, n, a.common, format!("constant {}", a.level))
+        }
+    };
+    play(pattern, slice, n, common, what)
+}
+
+fn play(
+    pattern: Pattern,
+    slice: Duration,
+    n: usize,
+    common: Common,
+    what: String,
+) -> anyhow::Result<i32> {
+    let peak = pattern.max(slice, n);
+    let need = (peak.ceil() as usize).max(1);
+    let cpus = std::thread::available_parallelism().map_or(1, |c| c.get());
+    let max_threads = common.max_threads.unwrap_or(2 * cpus);
+    let threads = common.threads.unwrap_or(need);
+    if threads == 0 {
+        return Err(usage("--threads must be at least 1".into()));
+    }
+    if threads < need {
+        return Err(usage(format!(
+            "the load reaches {peak}, which needs at least {need} threads (each is busy at \
+             most all of the time); --threads {threads} is too few"
+        )));
+    }
+    if threads > max_threads {
+        return Err(usage(format!(
+            "{threads} worker threads asked for (the load reaches {peak}), more than \
+             --max-threads {max_threads} (default: twice the {cpus} CPUs); raise --max-threads \
+             if you mean it"
+        )));
+    }
+    let stop = Arc::new(AtomicUsize::new(0));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_usize(sig, Arc::clone(&stop), sig as usize)
+            .context("cannot install signal handlers")?;
+    }
+    let mut log: Option<FileRows> = match &common.log {
+        Some(p) => {
+            let mut f = FileRows::create(p)?;
+            f.write_row(b"time,target_load,target_cpu_s,delivered_cpu_s,error_cpu_s\n")?;
+            Some(f)
+        }
+        None => None,
+    };
+    let cfg = LoadConfig {
+        slice,
+        slices: n,
+        threads,
+        mode: common.mode,
+        seed: common.seed,
+    };
+    eprintln!(
+        "vmmon load: {what}: {n} slices of {} s on {threads} thread(s), {:?} mode",
+        slice.as_secs_f64(),
+        common.mode
+    );
+    let bar = super::stderr_is_terminal().then(|| {
+        let style = indicatif::ProgressStyle::with_template(
+            "{spinner} {bar:40} {pos}/{len} slices  target {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+        indicatif::ProgressBar::new(n as u64).with_style(style)
+    });
+    let mut log_error = None;
+    let mut line = String::new();
+    let summary = load::run(&pattern, &cfg, &stop, &mut |l| {
+        if let Some(b) = &bar {
+            b.inc(1);
+            b.set_message(format!("{:.2}", l.target));
+        }
+        if let Some(f) = log.as_mut()
+            && log_error.is_none()
+        {
+            use std::fmt::Write as _;
+            line.clear();
+            let _ = writeln!(
+                line,
+                "{:.6},{},{:.6},{:.6},{:.6}",
+                l.time,
+                l.target,
+                l.target_cpu_s,
+                l.delivered_cpu_s,
+                l.delivered_cpu_s - l.target_cpu_s
+            );
+            log_error = f.write_row(line.as_bytes()).err();
+        }
+    });
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    let pct =
+        100.0 * (summary.delivered_cpu_s - summary.target_cpu_s) / summary.target_cpu_s.max(1e-9);
+    eprintln!(
+        "vmmon load: target {:.3} CPU s, delivered {:.3} CPU s ({pct:+.1}%), wall {:.3} s \
+         (nominal {:.3} s)",
+        summary.target_cpu_s, summary.delivered_cpu_s, summary.wall_s, summary.nominal_s
+    );
+    if let Some(p) = &common.json {
+        let mut f =
+            std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?;
+        serde_json::to_writer_pretty(&mut f, &summary)?;
+        writeln!(f)?;
+    }
+    if let Some(e) = log_error {
+        return Err(anyhow::Error::new(e).context("cannot write the --log file"));
+    }
+    Ok(summary.signal.map_or(0, |s| 128 + s))
+}
