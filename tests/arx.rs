@@ -282,10 +282,12 @@ fn each_close(what: &str, got: &[f64], want: &[f64], rel: f64) {
 
 /// `vmmon fit` against numpy/statsmodels least squares (testdata/arx/make_reference.py):
 /// parameters, their sd, loss, criteria and fit % to 1e-8 relative; and against GNU Octave's
-/// `arx` for the datasets where its regression window is ours (arx221, arx_ill).
+/// `arx` for the datasets where its regression window is ours (arx221, arx_ill, ice_river).
+/// `ice_river` is measured data (daily river flow from precipitation and temperature, shipped
+/// by the R package tseries; provenance in testdata/arx/README.md).
 #[test]
 fn fit_matches_the_numpy_statsmodels_reference() {
-    for case in ["arx221", "arx_miso", "arx_big", "arx_ill"] {
+    for case in ["arx221", "arx_miso", "arx_big", "arx_ill", "ice_river"] {
         let r = arx_ref(&format!("{case}_ref.json"));
         let dir = tempfile::tempdir().expect("tempdir");
         let model = dir.path().join("m.json");

@@ -7,4 +7,5 @@ mod arx;
 mod cli;
 mod clock;
 mod fixtures;
+mod load;
 mod sar;

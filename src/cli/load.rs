@@ -199,7 +199,7 @@ pub struct SineArgs {
 #[derive(Debug, Args)]
 pub struct ConstArgs {
     /// The load: busy CPUs' worth of work.
-    #[arg(value_name = "LOAD")]
+    #[arg(value_name = "LOAD", allow_negative_numbers = true)]
     level: f64,
     #[command(flatten)]
     timing: Timing,

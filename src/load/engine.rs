@@ -161,6 +161,7 @@ fn worker(
     shared: &Shared,
     stop: &AtomicUsize,
 ) {
+    crate::record::schedule::tighten_timer_slack();
     let mut rng = Rng((cfg.seed ^ (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)) | 1);
     let slice_ns = cfg.slice.as_nanos() as u64;
     let subs = (cfg.slice.as_nanos() / SUB_SLICE.as_nanos()).max(1) as u64;
@@ -180,7 +181,10 @@ fn worker(
                 Mode::Time => {
                     let s0 = slice_start + Duration::from_nanos(j * sub_ns) + lead;
                     sleep_until(s0);
-                    if busy_ns > 0 && !spin_until(s0 + Duration::from_nanos(busy_ns), stop) {
+                    // Busy for the whole share from the moment the thread actually woke: a
+                    // late wake-up (timer latency, a busy host) must not shorten it.
+                    let begin = monotonic().max(s0);
+                    if busy_ns > 0 && !spin_until(begin + Duration::from_nanos(busy_ns), stop) {
                         break 'slices;
                     }
                 }

@@ -3,7 +3,8 @@
 ## Run in this directory AFTER make_reference.py:   octave --no-gui -q arx_octave.m
 ## Needs Debian's octave + octave-control (Octave 7.3.0, control 3.4.0 were used).
 ## Reads <name>.csv and <name>_ref.json, writes <name>_octave.json for
-## name = arx221, arx_miso, arx_big, arx_ill.
+## name = arx221, arx_miso, arx_big, arx_ill, ice_river (measured data; its output column is
+## flow_jok: the output is always the last CSV column, its mean is looked up by its name).
 ##
 ## Findings about control 3.4.0 arx (from /usr/share/octave/packages/control-3.4.0/arx.m
 ## and @iddata/nkshift.m), see README.md:
@@ -13,10 +14,15 @@
 ##  * 'nk' must be one non-negative scalar (no per-input nk). For MISO with nk = [1, 4] the
 ##    inputs are pre-shifted here: input i is delayed by nk_i - min(nk) samples and the first
 ##    max(nk) - min(nk) rows are dropped; then arx is called with nk = min(nk) - 1.
+##  * MATLAB nk = 0 (ice_river: same-day inputs) would be Octave nk = -1, which arx rejects.
+##    Then every input is ADVANCED by one sample (u'(t) = u(t+1), lead = 1) and arx is called
+##    with nk = 0: its regressor u'(t-1) is u(t). The last u' sample has no u(N) behind it and
+##    is set to 0; arx never reads it (PhiU is built from U(1:end-1)), which is checked below
+##    by a second call with 1e6 there, which must give the same theta bit for bit.
 ##  * Regression rows (in the original time axis, 0-based):
-##        t = max(na, max_i nb_i) + max_i nk_i - 1 .. N-1
-##    vs vmmon's t0 = max(na, max_i(nk_i + nb_i - 1)); identical for arx221 and arx_ill,
-##    one row later for arx_miso (5 vs 4), three rows later for arx_big (69 vs 66).
+##        t = max(na, max_i nb_i) + max_i nk_i - 1 + lead .. N-1
+##    vs vmmon's t0 = max(na, max_i(nk_i + nb_i - 1)); identical for arx221, arx_ill and
+##    ice_river, one row later for arx_miso (5 vs 4), three rows later for arx_big (69 vs 66).
 ##  * No detrending inside arx: the data given to it are detrended here with the exact
 ##    means recorded in <name>_ref.json.
 ##  * Solver: QR of [Phi, Y] ("square-root algorithm"), then SVD of R1 (pseudo-inverse).
@@ -91,7 +97,7 @@ for k = 1:numel (info)
 endfor
 printf ("Octave %s, control %s\n", OCTAVE_VERSION, ctrl_ver);
 
-names = {"arx221", "arx_miso", "arx_big", "arx_ill"};
+names = {"arx221", "arx_miso", "arx_big", "arx_ill", "ice_river"};
 for n_ = 1:numel (names)
   name = names{n_};
   txt = fileread ([name "_ref.json"]);
@@ -101,24 +107,30 @@ for n_ = 1:numel (names)
   D = dlmread ([name ".csv"], ",", 1, 0);
   na = ref.na; nb = ref.nb(:)'; nk = ref.nk(:)';
   m = numel (nb);
-  y = D(:, end) - mu.y;
+  yname = hdr{end};
+  y = D(:, end) - mu.(yname);
   U = zeros (rows (D), m);
-  own_mean_diff = abs (mean (D(:, end)) - mu.y) / abs (mu.y);
+  own_mean_diff = abs (mean (D(:, end)) - mu.(yname)) / abs (mu.(yname));
   for i = 1:m
     U(:, i) = D(:, 1 + i) - mu.(hdr{1 + i});
     own_mean_diff = max (own_mean_diff, abs (mean (D(:, 1 + i)) - mu.(hdr{1 + i})) / abs (mu.(hdr{1 + i})));
   endfor
   N = numel (y);
 
-  ## MATLAB nk -> Octave: pre-shift inputs (MISO), nk_oct = min(nk) - 1
+  ## MATLAB nk -> Octave: pre-shift inputs (MISO), nk_oct = min(nk) - 1; if min(nk) = 0,
+  ## advance all inputs by one sample (lead = 1) and use nk_oct = 0
   sh = nk - min (nk);
   Dm = max (sh);
+  lead = double (min (nk) == 0);
   Ys = y(Dm+1:end);
   Us = zeros (N - Dm, m);
   for i = 1:m
     Us(:, i) = U(Dm+1-sh(i):N-sh(i), i);
   endfor
-  nk_oct = min (nk) - 1;
+  if (lead)
+    Us = [Us(2:end, :); zeros(1, m)];
+  endif
+  nk_oct = min (nk) - 1 + lead;
   dat = iddata (Ys, Us, 1);
   ## nb: scalar (SISO) or 1-by-m row (one output, m inputs), as arx requires
   if (nk_oct > 0)
@@ -128,8 +140,14 @@ for n_ = 1:numel (names)
   endif
   [A, B] = arx_polys (sys, nb, nk_oct);
   theta_arx = [A(2:end), cell2mat(B)]';
+  if (lead)
+    ## the padded last input sample is never used: another value there changes nothing
+    Us2 = Us; Us2(end, :) = 1e6;
+    [A2, B2] = arx_polys (arx (iddata (Ys, Us2, 1), "na", na, "nb", nb), nb, nk_oct);
+    assert (isequal ([A2(2:end), cell2mat(B2)]', theta_arx));
+  endif
 
-  t0_oct = max ([na, nb]) + max (nk) - 1;
+  t0_oct = max ([na, nb]) + max (nk) - 1 + lead;
   [Po, to] = build_phi (y, U, na, nb, nk, t0_oct);
   rss_arx = sum ((to - Po * theta_arx) .^ 2);
   ## vmmon's window, Octave's mldivide
@@ -145,7 +163,7 @@ for n_ = 1:numel (names)
   [s3, e3] = relerr (theta_arx, ref.theta);
   [s4, e4] = relerr (theta_mld, ref.theta);
   [s5, e5] = relerr (rss_mld, ref.RSS);
-  printf ("%s: t0 vmmon %d, octave arx %d (nk_oct %d, input shifts %s)\n", name, t0, t0_oct, nk_oct, mat2str (sh));
+  printf ("%s: t0 vmmon %d, octave arx %d (nk_oct %d, input shifts %s, lead %d)\n", name, t0, t0_oct, nk_oct, mat2str (sh), lead);
   printf ("  arx theta vs numpy (octave window): scaled %.2e elementwise %.2e; RSS rel %.2e\n", s1, e1, s2);
   printf ("  arx theta vs numpy (vmmon window):  scaled %.2e elementwise %.2e (differs only through the window)\n", s3, e3);
   printf ("  mldivide (vmmon window) vs numpy:   scaled %.2e elementwise %.2e; RSS rel %.2e\n", s4, e4, s5);
@@ -156,7 +174,11 @@ for n_ = 1:numel (names)
   fprintf (fid, "  \"dataset\": \"%s.csv\",\n", name);
   fprintf (fid, "  \"octave_version\": \"%s\",\n  \"control_version\": \"%s\",\n", OCTAVE_VERSION, ctrl_ver);
   fprintf (fid, "  \"na\": %d,\n  \"nb\": %s,\n  \"nk_matlab\": %s,\n", na, jivec (nb), jivec (nk));
-  fprintf (fid, "  \"octave_call\": {\"nk\": %d, \"input_shifts\": %s, \"rows_dropped\": %d},\n", nk_oct, jivec (sh), Dm);
+  if (lead)
+    fprintf (fid, "  \"octave_call\": {\"nk\": %d, \"input_shifts\": %s, \"rows_dropped\": %d, \"input_lead\": %d, \"lead_note\": \"MATLAB nk = 0: every input advanced one sample (u'(t) = u(t+1), last u' = 0, never read by arx), then Octave nk = 0\"},\n", nk_oct, jivec (sh), Dm, lead);
+  else
+    fprintf (fid, "  \"octave_call\": {\"nk\": %d, \"input_shifts\": %s, \"rows_dropped\": %d},\n", nk_oct, jivec (sh), Dm);
+  endif
   fprintf (fid, "  \"t0_vmmon\": %d,\n  \"t0_octave\": %d,\n  \"N_used_octave\": %d,\n", t0, t0_oct, rows (Po));
   fprintf (fid, "  \"A\": %s,\n", jvec (A));
   fprintf (fid, "  \"B\": [\n");

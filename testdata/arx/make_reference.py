@@ -43,8 +43,9 @@ Estimation
     column of Phi to unit 2-norm (informational only).
 
 Octave window ("alt_windows.octave" in *_ref.json): the same regression started at
-  t0_oct = max(na, max_i nb_i) + max_i nk_i - 1, which is the window GNU Octave control 3.4.0
-  `arx` uses (see README.md); computed so the Octave comparison is exact.
+  t0_oct = max(na, max_i nb_i) + max_i nk_i - 1 + lead, which is the window GNU Octave control
+  3.4.0 `arx` uses (see README.md); computed so the Octave comparison is exact. lead = 1 if some
+  nk_i = 0 (arx_octave.m then advances every input by one sample), else 0.
 
 Data sets (seeds in SEEDS, numpy.random.default_rng(seed), PCG64). Every system is simulated
 from zero initial state with BURN = 1000 extra leading samples (inputs included) that are
@@ -65,6 +66,17 @@ CSV (asserted to round-trip exactly).
                u = 1e9 + round(1e4 N(0,1)) (integer valued, written as floats),
                y = 50 + x, x(t) = 0.8 x(t-1) + 5e-5 (u(t-1) - 1e9) + e(t), e ~ N(0, 0.1^2).
 True parameters: *_true.json.
+
+Measured data set (no truth, no *_true.json):
+  ice_river.csv N=1096, daily 1972-01-01 .. 1974-12-31, R package tseries 0.10-53 (Debian
+               r-cran-tseries 0.10-53-1) object ice.river (Tong 1990, pp. 432-440; Tong,
+               Thanoon & Gudmundsson 1985): inputs prec (precipitation at Hveravellir, mm) and
+               temp (mean temperature at Hveravellir, deg C), output flow_jok (mean daily flow
+               of the Jokulsa Eystri, m^3/s; R's flow.jok). Values are R's doubles, written
+               with repr (all are decimals with <= 2 places). Read from R (Rscript + tseries)
+               when available, else from the committed CSV; the outputs are the same.
+               Orders na=4 nb=[2,1] nk=[0,0]: the BIC minimum over na 1..6, nb_i 1..4,
+               nk_i 0..2 on common rows t = 10..N-1 (logged in selfcheck.txt).
 
 Order search (order_arx221.csv): arx221.csv, na 1..4, nb 1..4, nk 1..5 (80 candidates), ALL
 on the same rows t = 8..N-1 (t0 = max(4, 5+4-1) = 8, N_used = 1992), full-data means;
@@ -331,6 +343,91 @@ def make_ill():
     return write_dataset("arx_ill.csv", {"u": u[BURN:], "y": y[BURN:]}), theta
 
 
+# ---------------------------------------------------------------- measured data: ice_river
+ICE_SOURCE = {
+    "description": "Icelandic river data: daily observations 1972-01-01 .. 1974-12-31 (1096 days). "
+                   "Output flow_jok = mean daily flow of the Jokulsa Eystri river (m^3/s); "
+                   "inputs prec = daily precipitation at Hveravellir (mm) and temp = mean daily "
+                   "temperature at Hveravellir (deg C). Measured, not simulated.",
+    "package": "R package tseries 0.10-53 (CRAN), as Debian bookworm r-cran-tseries 0.10-53-1",
+    "object": "ice.river (data(ice.river, package = 'tseries')), columns flow.jok, prec, temp; "
+              "flow.vat (Vatnsdalsa river) is not used",
+    "path": "/usr/lib/R/site-library/tseries/data/ice.river.rda",
+    "rda_sha256": "dfa18534c6efe5f10cf379cab6d53063188371c90fc311fb9f06f21beb38516f",
+    "package_licence": "GPL-2 (tseries DESCRIPTION)",
+    "package_source_note": "Time Series Data Library, https://robjhyndman.com/TSDL/",
+    "references": [
+        "H. Tong (1990): Non-Linear Time Series, A Dynamical System Approach. Oxford University "
+        "Press, Oxford, pages 432-440.",
+        "H. Tong, B. Thanoon and G. Gudmundsson (1985): Threshold time series modelling of two "
+        "Icelandic riverflow systems. Water Resources Bulletin 21, 651-661."],
+    "csv_columns": {"prec": "prec", "temp": "temp", "flow_jok": "flow.jok"},
+    "time": "row i (0-based) is day i from 1972-01-01, written as 1795430000 + i seconds",
+}
+ICE_R = ("data(ice.river, package = 'tseries'); x <- ice.river[, c('prec', 'temp', 'flow.jok')]; "
+         "cat(as.character(packageVersion('tseries')), '\\n'); "
+         "write.table(matrix(sprintf('%.17g', x), nrow(x)), sep = ',', quote = FALSE, "
+         "row.names = FALSE, col.names = FALSE)")
+
+
+def make_ice_river():
+    """ice_river.csv from R's tseries package when Rscript and tseries are there (the doubles
+    R stores, printed with 17 digits, written back with repr); else the committed CSV. The log
+    is the same either way: the CSV's content is asserted, not the way it was obtained."""
+    import shutil
+    import subprocess
+    cols = None
+    if shutil.which("Rscript"):
+        r = subprocess.run(["Rscript", "-e", ICE_R], capture_output=True, text=True)
+        if r.returncode == 0:
+            lines = r.stdout.split("\n")
+            print("  ice_river: read from R tseries %s (%s)" % (lines[0].strip(), ICE_SOURCE["path"]))
+            vals = np.array([[float(v) for v in ln.split(",")] for ln in lines[1:] if ln])
+            cols = {"prec": vals[:, 0], "temp": vals[:, 1], "flow_jok": vals[:, 2]}
+        else:
+            print("  ice_river: Rscript failed (%s); using the committed CSV" % r.stderr.strip()[:200])
+    else:
+        print("  ice_river: no Rscript; using the committed CSV")
+    if cols is None:
+        back = read_csv("ice_river.csv")
+        cols = {k: back[k] for k in ("prec", "temp", "flow_jok")}
+    data = write_dataset("ice_river.csv", cols)
+    n = len(data["flow_jok"])
+    assert n == 1096 and all(np.all(np.isfinite(v)) for v in cols.values())
+    # every value is a decimal with at most 2 places, as published (e.g. 16.1, 3.67)
+    for k, v in cols.items():
+        assert all(float("%.2f" % x) == x for x in v), k
+    log("ice_river.csv: N=%d, R tseries ice.river (Tong 1990), columns prec, temp, flow_jok;"
+        " sums %s" % (n, ", ".join("%s %r" % (k, math.fsum(cols[k])) for k in cols)))
+    return data
+
+
+def ice_river_orders(data):
+    """Why na=4 nb=[2,1] nk=[0,0]: BIC over na 1..6, nb_i 1..4, nk_i 0..2 on common rows."""
+    y = data["flow_jok"] - fsum_mean(data["flow_jok"])
+    us = [data[c] - fsum_mean(data[c]) for c in ("prec", "temp")]
+    t0 = 10                                      # max(6, 2 + 4 - 1)
+    res = []
+    for na in range(1, 7):
+        for nb1 in range(1, 5):
+            for nb2 in range(1, 5):
+                for nk1 in range(0, 3):
+                    for nk2 in range(0, 3):
+                        nb, nk = [nb1, nb2], [nk1, nk2]
+                        phi, tgt = build_phi(y, us, na, nb, nk, t0)
+                        th = np.linalg.lstsq(phi, tgt, rcond=None)[0]
+                        c = criteria(math.fsum((tgt - phi @ th) ** 2), len(tgt), phi.shape[1])
+                        res.append((c["BIC"], na, nb, nk, c["nAIC"]))
+    res.sort(key=lambda r: r[0])
+    log("ice_river order choice: BIC over na 1..6, nb 1..4 (each), nk 0..2 (each), %d candidates,"
+        " common rows t = %d..%d:" % (len(res), t0, len(y) - 1))
+    for r in res[:3]:
+        log("  BIC %.3f  na=%d nb=%s nk=%s  (nAIC %.5f)" % r)
+    r = next(r for r in res if min(r[3]) >= 1)
+    log("  best with every nk >= 1: BIC %.3f  na=%d nb=%s nk=%s" % r[:4])
+    assert (res[0][1], res[0][2], res[0][3]) == (4, [2, 1], [0, 0])
+
+
 # ---------------------------------------------------------------- ARX estimation
 def fsum_mean(x):
     return math.fsum(x) / len(x)
@@ -342,6 +439,12 @@ def build_phi(y, us, na, nb, nk, t0):
     for u, m, k in zip(us, nb, nk):
         cols += [u[rows - k - j] for j in range(m)]
     return np.column_stack(cols), y[rows]
+
+
+def octave_lead(nk):
+    """1 when some nk is 0: Octave's arx cannot use u(t) itself (its B has a built-in delay),
+    so arx_octave.m advances every input by one sample; its window then starts one row later."""
+    return 1 if min(nk) == 0 else 0
 
 
 def default_t0(na, nb, nk):
@@ -444,10 +547,10 @@ def estimate(tag, y, us, na, nb, nk, t0=None, quiet=False):
     return out
 
 
-def reference(name, data, inputs, na, nb, nk, true_theta):
+def reference(name, data, inputs, na, nb, nk, true_theta, output="y"):
     log("%s (na=%d nb=%s nk=%s):" % (name, na, nb, nk))
-    means = {c: fsum_mean(data[c]) for c in inputs + ["y"]}
-    y = data["y"] - means["y"]
+    means = {c: fsum_mean(data[c]) for c in inputs + [output]}
+    y = data[output] - means[output]
     us = [data[c] - means[c] for c in inputs]
     n = len(y)
     est = estimate(name, y, us, na, nb, nk)
@@ -467,7 +570,7 @@ def reference(name, data, inputs, na, nb, nk, true_theta):
     log("  %-56s scaled %.2e" % ("%s |poles|: mpmath polyroots vs numpy roots" % name,
                                    poles_of.last_check))
     colnorm = np.sqrt(np.sum(phi ** 2, axis=0))
-    ref = {"dataset": name + ".csv", "inputs": inputs, "output": "y", "na": na, "nb": nb,
+    ref = {"dataset": name + ".csv", "inputs": inputs, "output": output, "na": na, "nb": nb,
            "nk": nk, "N": n, "t0": t0, "N_used": est["N_used"], "d": est["d"], "means": means,
            "theta_names": theta_names(na, nb), "theta": est["theta"], "sd": est["sd"],
            "A": [1.0] + a, "B": bs, "alpha": [-v for v in a], "beta": bs,
@@ -478,19 +581,24 @@ def reference(name, data, inputs, na, nb, nk, true_theta):
            "stable": bool(p[0][0] < 1.0),
            "cond_Phi": float(np.linalg.cond(phi)),
            "cond_Phi_scaled": float(np.linalg.cond(phi / colnorm))}
-    # the window GNU Octave control 3.4.0 arx uses (README.md)
-    t0o = max([na] + list(nb)) + max(nk) - 1
+    # the window GNU Octave control 3.4.0 arx uses (README.md); lead = 1 when some nk is 0
+    # (arx_octave.m then advances the inputs by one sample)
+    t0o = max([na] + list(nb)) + max(nk) - 1 + octave_lead(nk)
     alt = estimate(name + " octave-window", y, us, na, nb, nk, t0=t0o, quiet=True)
     ref["alt_windows"] = {"octave": {"t0": t0o, "N_used": alt["N_used"], "theta": alt["theta"],
                                      "sd": alt["sd"], "RSS": alt["RSS"], "V": alt["V"]}}
-    err = np.abs(th - np.array(true_theta)) / np.array(est["sd"])
     log("  N_used=%d d=%d V=%.6g lambda=%.6g fit_pred=%.4f%% fit_sim=%.4f%% cond(Phi)=%.4g"
         " (scaled %.4g) max|pole|=%.6f" % (est["N_used"], est["d"], est["V"], est["lambda"],
                                             fit_pred, fit_sim, ref["cond_Phi"],
                                             ref["cond_Phi_scaled"], p[0][0]))
-    log("  |theta - true|/sd: max %.2f (%s); octave window t0=%d: max|dtheta|/max|theta| = %.2e"
-        % (err.max(), ref["theta_names"][int(err.argmax())], t0o,
-           rel_err(alt["theta"], est["theta"])[0]))
+    if true_theta is None:                     # measured data: there is no truth
+        log("  (no true system); octave window t0=%d: max|dtheta|/max|theta| = %.2e"
+            % (t0o, rel_err(alt["theta"], est["theta"])[0]))
+    else:
+        err = np.abs(th - np.array(true_theta)) / np.array(est["sd"])
+        log("  |theta - true|/sd: max %.2f (%s); octave window t0=%d: max|dtheta|/max|theta| = %.2e"
+            % (err.max(), ref["theta_names"][int(err.argmax())], t0o,
+               rel_err(alt["theta"], est["theta"])[0]))
     return ref, y, us
 
 
@@ -633,6 +741,13 @@ def main():
         write_json(name + "_ref.json", ref)
     order_search(d221)
     validation(d221)
+    # measured data (no truth), after the synthetic sets so their log lines stay as they were
+    dice = make_ice_river()
+    ice_river_orders(dice)
+    ref, _, _ = reference("ice_river", dice, ["prec", "temp"], 4, [2, 1], [0, 0], None,
+                          output="flow_jok")
+    ref["source"] = ICE_SOURCE
+    write_json("ice_river_ref.json", ref)
     write_text("selfcheck.txt", "\n".join(LOG) + "\n", 100_000)
     log("all self-checks passed")
 
