@@ -189,6 +189,7 @@ fn lag_from_recovers_a_fractional_clock_error_with_its_sign() {
                 "host.load,vm1.load",
             ],
         );
+        eprintln!("lag: true {d}, estimated {est}");
         assert!((est - d).abs() < 0.1, "d = {d}: estimated {est}");
         // Applied: the two columns now agree on the grid.
         let (a, b) = (out.col("host.load"), out.col("vm1.load"));
@@ -249,6 +250,7 @@ fn lag_from_recovers_a_shift_of_bursty_rate_columns() {
             "20",
         ],
     );
+    eprintln!("lag of bursts: true {d}, estimated {est}");
     assert!((est - d).abs() < 0.1, "estimated {est}, true {d}");
 }
 
