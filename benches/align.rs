@@ -17,7 +17,14 @@ fn align(c: &mut Criterion) {
     let d = dir.path().to_str().expect("utf-8 path");
     // The example writes the same files the whole-command figures use.
     let status = Command::new(env!("CARGO"))
-        .args(["run", "--release", "--quiet", "--example", "align_traces", "--"])
+        .args([
+            "run",
+            "--release",
+            "--quiet",
+            "--example",
+            "align_traces",
+            "--",
+        ])
         .args([d, &ROWS.to_string(), "real"])
         .status()
         .expect("cargo run --example align_traces");
