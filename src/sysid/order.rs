@@ -15,8 +15,8 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::arx::{ArxError, Criteria, Orders};
-use super::lsq::{LagBlock, lagged_gram};
 use super::stats;
+use super::lsq::{LagBlock, lagged_gram};
 
 /// The orders searched (every input gets the same nb and nk).
 #[derive(Debug, Clone)]
