@@ -6,6 +6,7 @@
 
 #![warn(missing_docs)]
 
+pub mod align;
 pub mod cli;
 pub mod clock;
 pub mod load;

@@ -2,6 +2,7 @@
 
 mod util;
 
+mod align;
 mod analysis;
 mod arx;
 mod cli;

@@ -4,6 +4,7 @@
 //! Exit codes: 0 success, 1 runtime failure, 2 usage error, 128+N when stopped by signal N
 //! after a clean finish. Errors are printed once, here, with their whole cause chain.
 
+mod align;
 mod analyze;
 mod clock;
 pub mod legacy;
@@ -64,6 +65,9 @@ enum Command {
     /// Search ARX orders: every (na, nb, nk) of a grid on the same samples, ranked by AIC,
     /// MDL, FPE or validation loss; the full grid as CSV and the best model as JSON.
     Order(model::OrderArgs),
+    /// Put traces from several machines on one corrected time grid: one wide CSV whose
+    /// columns carry their source's name (host.cpu_user_pct, vm1.cpu_user_pct).
+    Align(align::AlignArgs),
 }
 
 /// Exit code for a usage error.
@@ -95,6 +99,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
         Command::Reconstruct(a) => model::reconstruct(a),
         Command::Validate(a) => model::validate(a),
         Command::Order(a) => model::order(a),
+        Command::Align(a) => align::run(a, command),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,189 @@
+//! Resampling one source onto the grid, one grid interval at a time, holding two rows.
+//!
+//! A source is seen as functions of corrected time. A gauge or total is known at its rows
+//! and read between two of them on the chord. A rate row holds the average over the interval
+//! since the previous row, so the rate is a step function, and a grid cell is its exact
+//! average over (g − P, g]: every piece of a row's interval goes to exactly one cell, which
+//! conserves the integral. Where a step is longer than the gap limit the data are unknown
+//! and the cells touching the unknown part stay empty.
+
+use crate::trace::Kind;
+
+use super::source::SourceReader;
+
+/// How a column is resampled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// Linear between the rows around the grid time (gauges).
+    Interpolate,
+    /// Linear, and empty across a decrease (counter reset or wrap): cumulative totals.
+    Counter,
+    /// Overlap-weighted average over the grid interval (rates).
+    Average,
+}
+
+impl Method {
+    /// The method for a column kind (`None` for times, which are not resampled).
+    pub fn for_kind(kind: Kind) -> Option<Method> {
+        match kind {
+            Kind::Gauge => Some(Method::Interpolate),
+            Kind::Total => Some(Method::Counter),
+            Kind::Rate => Some(Method::Average),
+            Kind::Time => None,
+        }
+    }
+}
+
+/// One source on its way onto the grid.
+pub struct Track {
+    reader: SourceReader,
+    methods: Vec<Method>,
+    averaged: Vec<usize>,
+    period: f64,
+    max_gap: f64,
+    /// Start of the first row's interval: before it, rates are unknown.
+    start: f64,
+    prev_t: f64,
+    prev: Vec<f64>,
+    cur_t: f64,
+    cur: Vec<f64>,
+    /// A real row waiting behind an inserted unknown stretch.
+    pending: Option<f64>,
+    next: Vec<f64>,
+    acc: Vec<f64>,
+    unknown: Vec<bool>,
+    /// Corrected time of the first row.
+    pub first: f64,
+    /// Empty cells written, per column.
+    pub empty: Vec<u64>,
+}
+
+impl Track {
+    /// Starts a track on a freshly opened reader; `period` is the source's own sampling
+    /// period (the first row's interval), `max_gap` the longest step bridged.
+    pub fn new(
+        mut reader: SourceReader,
+        methods: Vec<Method>,
+        period: f64,
+        max_gap: f64,
+    ) -> anyhow::Result<Option<Track>> {
+        let n = methods.len();
+        let mut cur = vec![f64::NAN; n];
+        let Some(t0) = reader.next_row(&mut cur)? else {
+            return Ok(None);
+        };
+        let averaged = (0..n).filter(|&j| methods[j] == Method::Average).collect();
+        Ok(Some(Track {
+            reader,
+            averaged,
+            period,
+            max_gap,
+            start: t0 - period,
+            prev_t: t0 - period,
+            prev: vec![f64::NAN; n],
+            cur_t: t0,
+            cur,
+            pending: None,
+            next: vec![f64::NAN; n],
+            acc: vec![0.0; n],
+            unknown: vec![false; n],
+            first: t0,
+            empty: vec![0; n],
+            methods,
+        }))
+    }
+
+    /// The reader (for its counts and clock summary).
+    pub fn reader(&self) -> &SourceReader {
+        &self.reader
+    }
+
+    /// Corrected time of the row read last.
+    pub fn last_time(&self) -> f64 {
+        self.pending.unwrap_or(self.cur_t)
+    }
+
+    /// Moves one row on; false at the end of the source (the state is then unchanged).
+    fn step(&mut self) -> anyhow::Result<bool> {
+        if let Some(t) = self.pending.take() {
+            std::mem::swap(&mut self.prev, &mut self.cur);
+            self.prev_t = self.cur_t;
+            std::mem::swap(&mut self.cur, &mut self.next);
+            self.cur_t = t;
+            return Ok(true);
+        }
+        let Some(t) = self.reader.next_row(&mut self.next)? else {
+            return Ok(false);
+        };
+        std::mem::swap(&mut self.prev, &mut self.cur);
+        self.prev_t = self.cur_t;
+        if t - self.prev_t > self.max_gap && t - self.period > self.prev_t {
+            // Too long a step: the row speaks for one period before it; what lies between is
+            // unknown, stood for by a row of empty cells.
+            self.cur.fill(f64::NAN);
+            self.cur_t = t - self.period;
+            self.pending = Some(t);
+        } else {
+            std::mem::swap(&mut self.cur, &mut self.next);
+            self.cur_t = t;
+        }
+        Ok(true)
+    }
+
+    /// Computes the cell (lo, hi] into `out` (gauges at `hi`, rates averaged over the
+    /// interval). False if the source ends before `hi`. Calls must come with increasing,
+    /// contiguous intervals.
+    pub fn cell(&mut self, lo: f64, hi: f64, out: &mut [f64]) -> anyhow::Result<bool> {
+        for &j in &self.averaged {
+            self.acc[j] = 0.0;
+            self.unknown[j] = false;
+        }
+        loop {
+            let a = self.prev_t.max(lo);
+            let b = self.cur_t.min(hi);
+            if b > a {
+                let w = b - a;
+                for &j in &self.averaged {
+                    let v = self.cur[j];
+                    if v.is_nan() {
+                        self.unknown[j] = true;
+                    } else {
+                        self.acc[j] += v * w;
+                    }
+                }
+            }
+            if self.cur_t >= hi {
+                break;
+            }
+            if !self.step()? {
+                return Ok(false);
+            }
+        }
+        let exact = self.cur_t == hi;
+        let span = self.cur_t - self.prev_t;
+        let w = (hi - self.prev_t) / span;
+        let before_start = lo < self.start;
+        let width = hi - lo;
+        for (j, o) in out.iter_mut().enumerate() {
+            let (p, c) = (self.prev[j], self.cur[j]);
+            *o = match self.methods[j] {
+                Method::Average => {
+                    if before_start || self.unknown[j] {
+                        f64::NAN
+                    } else {
+                        self.acc[j] / width
+                    }
+                }
+                _ if exact => c,
+                Method::Counter if c < p => f64::NAN,
+                _ if span > self.max_gap => f64::NAN,
+                // NaN in either row propagates: never invented.
+                _ => p + (c - p) * w,
+            };
+            if o.is_nan() {
+                self.empty[j] += 1;
+            }
+        }
+        Ok(true)
+    }
+}
