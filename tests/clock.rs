@@ -364,3 +364,94 @@ fn clock_errors_name_the_problem() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("cannot listen on {addr}")), "{err}");
 }
+
+/// The proof end to end: a host recorder on the real clock and a "guest" recorder
+/// whose clock libfaketime puts 2.5 s ahead, probing the host's clock; a CPU burst that both
+/// see; `vmmon align` puts the burst's onset on the same grid row for both, and without the
+/// correction (`--offset vm1=0`) five rows (2.5 s at 2 Hz) apart.
+#[test]
+fn align_brings_a_shared_cpu_burst_to_the_same_row() {
+    if !require("faketime", "a guest recorder with a shifted clock") {
+        return;
+    }
+    let _quiet = crate::util::heavy();
+    let server = Serve::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (host, guest) = (dir.path().join("host.csv"), dir.path().join("vm1.csv"));
+    let recorder = |faked: bool, out: &std::path::Path| {
+        let mut cmd = if faked {
+            let mut c = std::process::Command::new("faketime");
+            c.args(["-f", "+2.5s"]).arg(vmmon_bin());
+            c
+        } else {
+            vmmon()
+        };
+        cmd.args([
+            "record",
+            "--rate",
+            "2",
+            "--period",
+            "9",
+            "--clock-interval",
+            "1",
+        ])
+        .args(["--clock-ref", &server.addr(), "-o"])
+        .arg(out)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("record")
+    };
+    let (h, g) = (recorder(false, &host), recorder(true, &guest));
+    std::thread::sleep(Duration::from_secs(4));
+    let burst = vmmon()
+        .args(["load", "const", "2", "-d", "2.5"])
+        .output()
+        .expect("burst");
+    assert!(burst.status.success());
+    for child in [h, g] {
+        let out = child.wait_with_output().expect("recorder");
+        assert!(out.status.success());
+    }
+    server.stop();
+    let onset = |extra: &[&str]| -> (usize, usize) {
+        let out = vmmon()
+            .arg("align")
+            .arg(format!("host={}", host.display()))
+            .arg(format!("vm1={}", guest.display()))
+            .args([
+                "--rate",
+                "2",
+                "--columns",
+                "host.cpu_idle_pct,vm1.cpu_idle_pct",
+            ])
+            .args(extra)
+            .output()
+            .expect("align");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let rows: Vec<Vec<&str>> = text
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').collect())
+            .collect();
+        // The first row where the machine is mostly busy (idle below 40%).
+        let first_busy = |c: usize| {
+            rows.iter()
+                .position(|r| r[c].parse::<f64>().is_ok_and(|v| v < 40.0))
+                .unwrap_or_else(|| panic!("no burst in column {c}:\n{text}"))
+        };
+        (first_busy(1), first_busy(2))
+    };
+    let (h_row, g_row) = onset(&[]);
+    assert_eq!(h_row, g_row, "corrected by the clock columns");
+    let (h_raw, g_raw) = onset(&["--offset", "vm1=0"]);
+    assert_eq!(
+        g_raw,
+        h_raw + 5,
+        "uncorrected, the guest is 2.5 s (5 rows) late"
+    );
+}
