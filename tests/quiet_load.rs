@@ -264,7 +264,6 @@ fn work_mode_keeps_its_cpu_and_stretches_under_competition() {
         s["wall_s"].as_f64().expect("w"),
     );
     assert!((target - 3.2).abs() < 0.05, "{s}");
-    // The calibration runs while sharing the CPU too; it counts CPU time, so it holds.
     assert!(
         (delivered - target).abs() <= 0.1 * target + 0.2,
         "work mode delivered {delivered} of {target} CPU s"

@@ -45,8 +45,8 @@ pub struct Common {
     #[arg(long, value_name = "N")]
     max_threads: Option<usize>,
 
-    /// time: busy for a fraction of wall-clock time; work: a calibrated amount of work per
-    /// slice, stretched by competing load as a real job would be.
+    /// time: busy for a fraction of wall-clock time; work: busy for an amount of the thread's
+    /// own CPU time per slice, stretched by competing load as a real job would be.
     #[arg(long, value_enum, default_value_t = Mode::Time)]
     mode: Mode,
 

@@ -3,8 +3,8 @@
 //! A target run-queue length x is spread evenly over the workers: each is busy x/threads of
 //! every slice. Busy phases are placed at random within 20 ms sub-slices, so the workers do not
 //! move in step and a kernel sampling its run queue (the load average, every 5 s on Linux) sees
-//! x on average. Time mode is busy for a wall-clock fraction; work mode does a calibrated
-//! amount of computation, so competing load stretches it as it would a real job.
+//! x on average. Time mode is busy for a wall-clock fraction; work mode is busy for an amount
+//! of the thread's own CPU time, so competing load stretches it as it would a real job.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -23,7 +23,7 @@ pub enum Mode {
     /// Busy for a fraction of each slice of wall-clock time.
     #[default]
     Time,
-    /// A calibrated amount of work per slice; slower when the CPU is shared.
+    /// An amount of the thread's CPU time per slice; stretched when the CPU is shared.
     Work,
 }
 
@@ -66,8 +66,6 @@ pub struct LoadSummary {
     pub wall_s: f64,
     /// Wall-clock seconds the pattern lasts.
     pub nominal_s: f64,
-    /// Work mode: loop iterations per CPU second measured at the start.
-    pub iterations_per_cpu_s: Option<f64>,
     /// The signal that stopped the run, if any.
     pub signal: Option<i32>,
 }
@@ -108,17 +106,6 @@ pub fn process_cpu() -> f64 {
     tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
-/// Busy-loop iterations per second of this thread's CPU time.
-fn calibrate() -> f64 {
-    let (c0, mut n, mut x) = (thread_cpu(), 0u64, 1u64);
-    while thread_cpu() - c0 < Duration::from_millis(200) {
-        x = work(CHUNK, x);
-        n += CHUNK;
-    }
-    black_box(x);
-    n as f64 / (thread_cpu() - c0).as_secs_f64()
-}
-
 struct Rng(u64);
 
 impl Rng {
@@ -157,7 +144,6 @@ fn worker(
     pattern: &Pattern,
     cfg: &LoadConfig,
     start: Duration,
-    ips: f64,
     shared: &Shared,
     stop: &AtomicUsize,
 ) {
@@ -190,16 +176,15 @@ fn worker(
                 }
                 Mode::Work => {
                     std::thread::sleep(lead);
-                    let iterations = (busy_ns as f64 * 1e-9 * ips) as u64;
-                    let mut done = 0;
+                    // The work is counted in this thread's CPU time, which competing load
+                    // does not advance: the phase stretches in wall time instead.
+                    let c0 = thread_cpu();
                     let mut v = 1u64;
-                    while done < iterations {
+                    while thread_cpu() - c0 < Duration::from_nanos(busy_ns) {
                         if stop.load(Ordering::Relaxed) != 0 {
                             break 'slices;
                         }
-                        let n = CHUNK.min(iterations - done);
-                        v = work(n, v);
-                        done += n;
+                        v = work(CHUNK / 8, v);
                     }
                     black_box(v);
                     shared.planned_ns.fetch_add(busy_ns, Ordering::Relaxed);
@@ -226,7 +211,6 @@ pub fn run(
     stop: &AtomicUsize,
     on_interval: &mut dyn FnMut(&IntervalLog),
 ) -> LoadSummary {
-    let ips = (cfg.mode == Mode::Work).then(calibrate);
     let shared = Arc::new(Shared {
         planned_ns: AtomicU64::new(0),
         weighted: AtomicU64::new(0),
@@ -236,14 +220,13 @@ pub fn run(
     // Workers start on the next whole 10 ms, after all are spawned.
     let start = monotonic() + Duration::from_millis(10);
     let mut summary = LoadSummary {
-        iterations_per_cpu_s: ips,
         nominal_s: cfg.slice.as_secs_f64() * cfg.slices as f64,
         ..LoadSummary::default()
     };
     std::thread::scope(|scope| {
         for i in 0..cfg.threads {
             let shared = &shared;
-            scope.spawn(move || worker(i, pattern, cfg, start, ips.unwrap_or(0.0), shared, stop));
+            scope.spawn(move || worker(i, pattern, cfg, start, shared, stop));
         }
         let mut cpu_prev = process_cpu();
         let (mut planned_prev, mut weighted_prev) = (0u64, 0u64);
