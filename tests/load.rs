@@ -110,3 +110,94 @@ fn sigterm_stops_every_worker_promptly() {
     assert_eq!(out.status.code(), Some(143));
     assert!(String::from_utf8_lossy(&out.stderr).contains("delivered"));
 }
+
+#[test]
+fn disk_load_writes_at_its_rate_and_cleans_up_when_stopped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let child = vmmon()
+        .args([
+            "load", "const", "1", "--kind", "disk", "--scale", "8M", "-d", "20",
+        ])
+        .arg("--dir")
+        .arg(dir.path())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("disk load");
+    let io = format!("/proc/{}/io", child.id());
+    let wchar = || -> f64 {
+        std::fs::read_to_string(&io)
+            .expect("proc io")
+            .lines()
+            .find_map(|l| l.strip_prefix("wchar: "))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("wchar")
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let (w0, t0) = (wchar(), std::time::Instant::now());
+    std::thread::sleep(Duration::from_millis(1500));
+    let (w1, dt) = (wchar(), t0.elapsed().as_secs_f64());
+    // The kernel's count of bytes the process wrote: 8 MB/s, to a slice (0.8 MB) or so.
+    let rate = (w1 - w0) / dt;
+    assert!((rate - 8e6).abs() < 0.15 * 8e6, "{rate} bytes/s");
+    let files = || std::fs::read_dir(dir.path()).expect("dir").count();
+    assert_eq!(files(), 1, "the load's file exists while it runs");
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(143));
+    assert_eq!(
+        files(),
+        0,
+        "the file is removed, also when stopped by a signal"
+    );
+}
+
+#[test]
+fn net_load_sends_its_bytes() {
+    let sink = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let port = sink.local_addr().expect("addr").port();
+    // Nothing comes in the first second (load 0): wait longer for the first datagram.
+    sink.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let child = vmmon()
+        .args([
+            "load", "step", "--from", "0", "--to", "2", "--at", "1s", "-d", "2",
+        ])
+        .args(["--kind", "net", "--scale", "1M", "--target"])
+        .arg(format!("127.0.0.1:{port}"))
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("net load");
+    let mut buf = [0u8; 2048];
+    let mut bytes = 0usize;
+    while let Ok(n) = sink.recv(&mut buf) {
+        sink.set_read_timeout(Some(Duration::from_millis(800)))
+            .expect("timeout");
+        bytes += n;
+    }
+    let out = child.wait_with_output().expect("wait");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // 1 s at 0, then 1 s at 2 × 1 MB/s; loopback may drop, never invent.
+    assert!(bytes <= 2_000_000 && bytes >= 1_980_000, "{bytes} bytes");
+    for (args, want) in [
+        (vec!["--kind", "net"], "--kind net needs --target"),
+        (
+            vec!["--kind", "disk", "--threads", "2"],
+            "--threads and --mode are for CPU",
+        ),
+        (vec!["--kind", "disk", "--scale", "10X"], "unknown unit 'X'"),
+    ] {
+        let out = vmmon()
+            .args(["load", "const", "1", "-d", "1"])
+            .args(&args)
+            .output()
+            .expect("run");
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+}

@@ -61,6 +61,69 @@ pub struct Common {
     /// Seed of the random placement of busy phases (and of the PRBS register).
     #[arg(long, default_value_t = 1)]
     seed: u64,
+
+    /// What to load: CPU (busy threads), disk (writes to a file in --dir, removed at the end)
+    /// or net (UDP datagrams to --target); for disk and net a load of 1 is --scale bytes/s.
+    #[arg(long, value_enum, default_value_t = Kind::Cpu)]
+    kind: Kind,
+
+    /// Bytes per second for a load of 1 (disk and net): `10M`, `512k`, `1Gi`.
+    #[arg(long, value_parser = parse_bytes, default_value = "10M", value_name = "BYTES")]
+    scale: f64,
+
+    /// Directory of the disk load's file (default: the system's temporary directory).
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+
+    /// Largest size of the disk load's file; it is rewritten from the start beyond.
+    #[arg(long, value_parser = parse_bytes, default_value = "256Mi", value_name = "BYTES")]
+    file_size: f64,
+
+    /// Destination of the network load, HOST:PORT (UDP).
+    #[arg(long, value_name = "HOST:PORT")]
+    target: Option<String>,
+}
+
+/// What a load exercises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Kind {
+    /// Busy worker threads.
+    Cpu,
+    /// Writes to a file, synced to the device.
+    Disk,
+    /// UDP datagrams.
+    Net,
+}
+
+/// Parses `10M`, `512k`, `1Gi`, `4096` (SI or binary suffixes) into bytes.
+pub fn parse_bytes(s: &str) -> Result<f64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a byte count (e.g. 10M, 512k, 1Gi)"))?;
+    let scale = match unit {
+        "" | "B" => 1.0,
+        "k" | "K" | "kB" | "KB" => 1e3,
+        "M" | "MB" => 1e6,
+        "G" | "GB" => 1e9,
+        "Ki" | "KiB" => 1024.0,
+        "Mi" | "MiB" => 1024.0 * 1024.0,
+        "Gi" | "GiB" => 1024.0 * 1024.0 * 1024.0,
+        _ => {
+            return Err(format!(
+                "'{s}': unknown unit '{unit}' (k, M, G, Ki, Mi, Gi)"
+            ));
+        }
+    };
+    let bytes = v * scale;
+    if bytes.is_finite() && bytes > 0.0 {
+        Ok(bytes)
+    } else {
+        Err(format!("'{s}' must be a positive byte count"))
+    }
 }
 
 /// Options of the synthetic inputs.
@@ -357,6 +420,9 @@ fn play(
     common: Common,
     what: String,
 ) -> anyhow::Result<i32> {
+    if common.kind != Kind::Cpu {
+        return play_io(pattern, slice, n, common, what);
+    }
     let peak = pattern.max(slice, n);
     let need = (peak.ceil() as usize).max(1);
     let cpus = std::thread::available_parallelism().map_or(1, |c| c.get());
@@ -443,6 +509,99 @@ fn play(
         "vmmon load: target {:.3} CPU s, delivered {:.3} CPU s ({pct:+.1}%), wall {:.3} s \
          (nominal {:.3} s)",
         summary.target_cpu_s, summary.delivered_cpu_s, summary.wall_s, summary.nominal_s
+    );
+    if let Some(p) = &common.json {
+        let mut f =
+            std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?;
+        serde_json::to_writer_pretty(&mut f, &summary)?;
+        writeln!(f)?;
+    }
+    if let Some(e) = log_error {
+        return Err(anyhow::Error::new(e).context("cannot write the --log file"));
+    }
+    Ok(summary.signal.map_or(0, |s| 128 + s))
+}
+
+fn play_io(
+    pattern: Pattern,
+    slice: Duration,
+    n: usize,
+    common: Common,
+    what: String,
+) -> anyhow::Result<i32> {
+    if common.threads.is_some() || common.mode != Mode::Time {
+        return Err(usage(
+            "--threads and --mode are for CPU load; disk and net load is one paced writer".into(),
+        ));
+    }
+    let mut sink = match common.kind {
+        Kind::Disk => {
+            let dir = common.dir.clone().unwrap_or_else(std::env::temp_dir);
+            load::io::Sink::disk(&dir, common.file_size as u64).with_context(|| {
+                format!("cannot create the disk load's file in {}", dir.display())
+            })?
+        }
+        _ => {
+            let target = common.target.as_deref().ok_or_else(|| {
+                usage("--kind net needs --target HOST:PORT (where the UDP datagrams go)".into())
+            })?;
+            load::io::Sink::net(target).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::InvalidInput {
+                    usage(format!("--target {target}: give HOST:PORT"))
+                } else {
+                    anyhow::Error::new(e).context(format!("cannot send to {target}"))
+                }
+            })?
+        }
+    };
+    let stop = Arc::new(AtomicUsize::new(0));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_usize(sig, Arc::clone(&stop), sig as usize)
+            .context("cannot install signal handlers")?;
+    }
+    let mut log: Option<FileRows> = match &common.log {
+        Some(p) => {
+            let mut f = FileRows::create(p)?;
+            f.write_row(b"time,target_load,target_bytes,done_bytes,error_bytes\n")?;
+            Some(f)
+        }
+        None => None,
+    };
+    eprintln!(
+        "vmmon load: {what} as {:?} load, {} bytes/s per unit: {n} slices of {} s",
+        common.kind,
+        common.scale,
+        slice.as_secs_f64()
+    );
+    let mut log_error = None;
+    let summary = load::io::run(
+        &pattern,
+        slice,
+        n,
+        common.scale,
+        &mut sink,
+        &stop,
+        &mut |l| {
+            if let Some(f) = log.as_mut()
+                && log_error.is_none()
+            {
+                let line = format!(
+                    "{:.6},{},{},{},{}\n",
+                    l.time,
+                    l.target,
+                    l.target_bytes,
+                    l.done_bytes,
+                    l.done_bytes as i64 - l.target_bytes as i64
+                );
+                log_error = f.write_row(line.as_bytes()).err();
+            }
+        },
+    )
+    .context("the I/O load failed")?;
+    drop(sink);
+    eprintln!(
+        "vmmon load: target {} bytes, done {} bytes, wall {:.3} s",
+        summary.target_bytes, summary.done_bytes, summary.wall_s
     );
     if let Some(p) = &common.json {
         let mut f =
