@@ -182,7 +182,7 @@ fn net_load_sends_its_bytes() {
         String::from_utf8_lossy(&out.stderr)
     );
     // 1 s at 0, then 1 s at 2 × 1 MB/s; loopback may drop, never invent.
-    assert!(bytes <= 2_000_000 && bytes >= 1_980_000, "{bytes} bytes");
+    assert!((1_980_000..=2_000_000).contains(&bytes), "{bytes} bytes");
     for (args, want) in [
         (vec!["--kind", "net"], "--kind net needs --target"),
         (
