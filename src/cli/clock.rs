@@ -1,12 +1,8 @@
 //! `vmmon clock serve|probe`: measure a guest's clock against its host's.
 
-use std::io::Write;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -83,15 +79,6 @@ pub fn run(cmd: ClockCommand) -> anyhow::Result<i32> {
     }
 }
 
-fn stop_flag() -> anyhow::Result<Arc<AtomicUsize>> {
-    let stop = Arc::new(AtomicUsize::new(0));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register_usize(sig, Arc::clone(&stop), sig as usize)
-            .context("cannot install signal handlers")?;
-    }
-    Ok(stop)
-}
-
 fn describe_stats(s: &ServeStats) -> String {
     format!(
         "received {}, answered {}, dropped {} (short {}, oversized {}, malformed {}), send \
@@ -107,7 +94,7 @@ fn describe_stats(s: &ServeStats) -> String {
 }
 
 fn serve(a: ServeArgs) -> anyhow::Result<i32> {
-    let stop = stop_flag()?;
+    let stop = super::stop_flag()?;
     let mut server = Server::bind(&a.listen).map_err(|e| {
         if e.kind() == std::io::ErrorKind::InvalidInput {
             usage(format!(
@@ -169,7 +156,7 @@ fn probe(a: ProbeArgs) -> anyhow::Result<i32> {
         clock::probe::ProbeError::Resolve(_) => usage(e.to_string()),
         other => anyhow::Error::new(other),
     })?;
-    let stop = stop_flag()?;
+    let stop = super::stop_flag()?;
     let mut sink: Box<dyn RowSink> = match &a.out {
         Some(p) if p.as_os_str() != "-" => Box::new(FileRows::create(p)?),
         _ => Box::new(StdoutRows),
@@ -234,10 +221,7 @@ fn probe(a: ProbeArgs) -> anyhow::Result<i32> {
     };
     eprintln!("{}", describe_probe(&summary));
     if let Some(p) = &a.json {
-        let mut f =
-            std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?;
-        serde_json::to_writer_pretty(&mut f, &summary)?;
-        writeln!(f)?;
+        super::write_json(p, &summary)?;
     }
     if all.is_empty() && done > 0 {
         anyhow::bail!(

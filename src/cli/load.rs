@@ -1,9 +1,6 @@
 //! `vmmon load`: CPU load from a played-back load trace or an identification input.
 
-use std::io::Write;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -289,6 +286,16 @@ fn slices(timing: &Timing) -> anyhow::Result<(Duration, usize)> {
     Ok((timing.slice, n.max(1)))
 }
 
+/// The `--log` file with its header, if asked for.
+fn open_log(path: Option<&std::path::Path>, header: &[u8]) -> anyhow::Result<Option<FileRows>> {
+    path.map(|p| {
+        let mut f = FileRows::create(p)?;
+        f.write_row(header)?;
+        Ok(f)
+    })
+    .transpose()
+}
+
 /// Runs `vmmon load …`.
 pub fn run(cmd: LoadCommand) -> anyhow::Result<i32> {
     let (pattern, slice, n, common, what) = match cmd {
@@ -444,19 +451,11 @@ fn play(
              if you mean it"
         )));
     }
-    let stop = Arc::new(AtomicUsize::new(0));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register_usize(sig, Arc::clone(&stop), sig as usize)
-            .context("cannot install signal handlers")?;
-    }
-    let mut log: Option<FileRows> = match &common.log {
-        Some(p) => {
-            let mut f = FileRows::create(p)?;
-            f.write_row(b"time,target_load,target_cpu_s,delivered_cpu_s,error_cpu_s\n")?;
-            Some(f)
-        }
-        None => None,
-    };
+    let stop = super::stop_flag()?;
+    let mut log = open_log(
+        common.log.as_deref(),
+        b"time,target_load,target_cpu_s,delivered_cpu_s,error_cpu_s\n",
+    )?;
     let cfg = LoadConfig {
         slice,
         slices: n,
@@ -511,10 +510,7 @@ fn play(
         summary.target_cpu_s, summary.delivered_cpu_s, summary.wall_s, summary.nominal_s
     );
     if let Some(p) = &common.json {
-        let mut f =
-            std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?;
-        serde_json::to_writer_pretty(&mut f, &summary)?;
-        writeln!(f)?;
+        super::write_json(p, &summary)?;
     }
     if let Some(e) = log_error {
         return Err(anyhow::Error::new(e).context("cannot write the --log file"));
@@ -554,19 +550,11 @@ fn play_io(
             })?
         }
     };
-    let stop = Arc::new(AtomicUsize::new(0));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register_usize(sig, Arc::clone(&stop), sig as usize)
-            .context("cannot install signal handlers")?;
-    }
-    let mut log: Option<FileRows> = match &common.log {
-        Some(p) => {
-            let mut f = FileRows::create(p)?;
-            f.write_row(b"time,target_load,target_bytes,done_bytes,error_bytes\n")?;
-            Some(f)
-        }
-        None => None,
-    };
+    let stop = super::stop_flag()?;
+    let mut log = open_log(
+        common.log.as_deref(),
+        b"time,target_load,target_bytes,done_bytes,error_bytes\n",
+    )?;
     eprintln!(
         "vmmon load: {what} as {:?} load, {} bytes/s per unit: {n} slices of {} s",
         common.kind,
@@ -604,10 +592,7 @@ fn play_io(
         summary.target_bytes, summary.done_bytes, summary.wall_s
     );
     if let Some(p) = &common.json {
-        let mut f =
-            std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?;
-        serde_json::to_writer_pretty(&mut f, &summary)?;
-        writeln!(f)?;
+        super::write_json(p, &summary)?;
     }
     if let Some(e) = log_error {
         return Err(anyhow::Error::new(e).context("cannot write the --log file"));

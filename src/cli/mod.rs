@@ -124,6 +124,25 @@ fn report(e: &anyhow::Error) -> i32 {
     }
 }
 
+/// A flag that SIGINT or SIGTERM sets to the signal's number, for a clean stop (exit
+/// 128+signal).
+fn stop_flag() -> anyhow::Result<std::sync::Arc<std::sync::atomic::AtomicUsize>> {
+    use anyhow::Context as _;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_usize(sig, std::sync::Arc::clone(&stop), sig as usize)
+            .context("cannot install signal handlers")?;
+    }
+    Ok(stop)
+}
+
+/// Writes `value` to `path` as pretty JSON with a final newline.
+fn write_json(path: &std::path::Path, value: &impl serde::Serialize) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let text = serde_json::to_string_pretty(value)? + "\n";
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+}
+
 /// Whether progress should be drawn (stderr is a terminal).
 fn stderr_is_terminal() -> bool {
     std::io::stderr().is_terminal()

@@ -1,11 +1,8 @@
 //! `vmmon record`: options → [`RecordConfig`], output file and sidecar, signals, progress.
 
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -143,11 +140,7 @@ impl RecordArgs {
 pub fn run(args: RecordArgs, command: Vec<String>) -> anyhow::Result<i32> {
     let config = args.config();
     config.validate().map_err(anyhow::Error::new)?;
-    let stop = Arc::new(AtomicUsize::new(0));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register_usize(sig, Arc::clone(&stop), sig as usize)
-            .context("cannot install signal handlers")?;
-    }
+    let stop = super::stop_flag()?;
     let mut recorder = Recorder::new(config)?;
     let to_stdout = args.output.as_ref().is_none_or(|p| p.as_os_str() == "-");
     let mut sink: Box<dyn RowSink> = if to_stdout {

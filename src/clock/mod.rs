@@ -28,6 +28,12 @@ pub fn now_ns() -> i64 {
     d.as_secs() as i64 * 1_000_000_000 + i64::from(d.subsec_nanos())
 }
 
+/// Whether a socket error only means that no datagram came in time (or a signal woke us).
+fn is_timeout(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{Interrupted, TimedOut, WouldBlock};
+    matches!(e.kind(), WouldBlock | TimedOut | Interrupted)
+}
+
 /// One exchange's four timestamps in nanoseconds since the Unix epoch (T1, T4 on the
 /// client's clock; T2, T3 on the server's). Integers, because f64 Unix seconds resolve only
 /// 0.24 µs today and the differences that matter are microseconds.

@@ -112,16 +112,7 @@ impl Prober {
             self.socket.set_read_timeout(Some(left))?;
             let len = match self.socket.recv(&mut buf) {
                 Ok(len) => len,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock
-                            | io::ErrorKind::TimedOut
-                            | io::ErrorKind::Interrupted
-                    ) =>
-                {
-                    continue;
-                }
+                Err(e) if super::is_timeout(&e) => continue,
                 Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
                     return Err(ProbeError::Refused(self.server.clone()));
                 }

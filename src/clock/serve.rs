@@ -125,16 +125,7 @@ impl Server {
         while stop.load(Ordering::Relaxed) == 0 {
             let (len, from) = match self.socket.recv_from(&mut buf) {
                 Ok(r) => r,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock
-                            | io::ErrorKind::TimedOut
-                            | io::ErrorKind::Interrupted
-                    ) =>
-                {
-                    continue;
-                }
+                Err(e) if super::is_timeout(&e) => continue,
                 // An ICMP error from an earlier reply's destination: not ours to stop for.
                 Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => continue,
                 Err(e) => return Err(e),
