@@ -10,6 +10,7 @@
 
 pub mod lag;
 pub mod output;
+pub mod records;
 pub mod resample;
 pub mod source;
 
@@ -987,10 +988,7 @@ fn run_grid(
             .iter()
             .map(|t| {
                 let r = t.reader();
-                let clock = r
-                    .clock
-                    .as_ref()
-                    .and_then(|c| Some((c.probes, c.first?, c.last()?)));
+                let clock = r.clock_summary();
                 SourceRun {
                     rows: r.rows,
                     empty: t.empty.iter().sum(),
