@@ -935,6 +935,54 @@ mod tests {
     }
 
     #[test]
+    fn inline_probes_match_the_cursor_near_and_sparse() {
+        // Probes every 7 rows stay in the look-ahead; every 20,000 rows (more than it holds
+        // for one column) the reader falls back to a second cursor. Both must give the
+        // cursor's times.
+        for every in [7usize, 20_000] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let p = dir.path().join("t.csv");
+            let mut text = String::from("time,x,clock_offset_s\n");
+            for i in 0..50_000usize {
+                let probe = if i % every == 3 {
+                    format!("{:.6}", 0.5 + (i as f64 * 1e-5).sin())
+                } else {
+                    String::new()
+                };
+                text += &format!("{}.{:03},{i},{probe}\n", 1000 + i / 10, (i % 10) * 100);
+            }
+            std::fs::write(&p, text).expect("write");
+            let oc = OffsetColumn {
+                path: p.clone(),
+                column: "clock_offset_s".into(),
+            };
+            let spec = ReadSpec {
+                path: p,
+                time_idx: 0,
+                columns: vec![1],
+                names: vec!["x".into()],
+                offset_column: Some(oc.clone()),
+                constant: 0.25,
+            };
+            let mut r = SourceReader::open(&spec, 1000).expect("open");
+            let mut c = ClockCursor::open(&oc, 1000).expect("cursor");
+            let mut v = [0.0];
+            for i in 0..50_000usize {
+                let t = r.next_row(&mut v).expect("row").expect("a row");
+                let local = i as f64 / 10.0;
+                let want = local + c.offset_at(local).expect("offset") + 0.25;
+                assert_eq!(t.to_bits(), want.to_bits(), "row {i}, probes every {every}");
+                assert_eq!(v[0], i as f64);
+            }
+            assert!(r.next_row(&mut v).expect("end").is_none());
+            let (n, first, last) = r.clock_summary().expect("clock");
+            assert_eq!(n, c.probes);
+            assert_eq!(first, c.first.expect("first"));
+            assert_eq!(Some(last), c.last());
+        }
+    }
+
+    #[test]
     fn a_column_without_probes_is_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
         let p = dir.path().join("t.csv");
