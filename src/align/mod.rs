@@ -4,12 +4,14 @@
 //! Each source's time is corrected to the reference clock (`t + offset(t)`, from its clock
 //! columns, a constant `--offset`, or a lag estimated from two columns), then every column
 //! is resampled onto the grid as its kind requires (see [`resample`]). The main pass streams:
-//! each source is read row by row and only the two rows around the current grid time are
-//! held, so memory depends on the number of columns, never on the length of the traces.
+//! each source is read once, row by row, and only the two rows around the current grid time
+//! are held (plus a bounded look-ahead to the next clock probe), so memory depends on the
+//! number of columns, never on the length of the traces.
 //! The design and every decision are in docs/align.md.
 
 pub mod lag;
 pub mod output;
+pub mod records;
 pub mod resample;
 pub mod source;
 
@@ -987,10 +989,7 @@ fn run_grid(
             .iter()
             .map(|t| {
                 let r = t.reader();
-                let clock = r
-                    .clock
-                    .as_ref()
-                    .and_then(|c| Some((c.probes, c.first?, c.last()?)));
+                let clock = r.clock_summary();
                 SourceRun {
                     rows: r.rows,
                     empty: t.empty.iter().sum(),

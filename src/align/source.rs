@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
+use super::records::Records;
 use crate::trace::Kind;
 use crate::trace::read::parse_time;
 
@@ -109,14 +110,18 @@ pub fn unit_from_name(name: &str) -> &'static str {
     }
 }
 
-/// Parses a number cell quickly: the common `[-]DIGITS[.DIGITS]` with at most 15 significant
-/// digits is converted exactly (mantissa and power of ten are both exact `f64`, so one
-/// division rounds correctly, as the standard parser would); anything else goes to the
-/// standard parser. Returns `None` for text that is not a number.
+/// Parses a number cell quickly: the common `[-]DIGITS[.DIGITS]` with at most 19 significant
+/// digits is converted exactly; anything else goes to the standard parser. Returns `None` for
+/// text that is not a number. A mantissa below 2^53 over a power of ten up to 10^22 is one
+/// correctly rounded division of two exact `f64`s (as the standard parser's fast path); a
+/// larger one (the 16–17 digits of a full-precision fraction) is divided the same way and
+/// the result, at most an ulp off, is corrected by comparing it with the decimal exactly in
+/// 128-bit integers.
+#[inline]
 pub fn parse_number(cell: &[u8]) -> Option<f64> {
-    const POW10: [f64; 16] = [
-        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
-    ];
+    if cell == b"0" {
+        return Some(0.0);
+    }
     let (neg, digits) = match cell.first() {
         Some(b'-') => (true, &cell[1..]),
         _ => (false, cell),
@@ -124,29 +129,76 @@ pub fn parse_number(cell: &[u8]) -> Option<f64> {
     let mut mantissa: u64 = 0;
     let mut significant = 0usize;
     let mut decimals = 0usize;
-    let mut seen_point = false;
-    let mut any = false;
-    for &b in digits {
-        match b {
-            b'0'..=b'9' => {
-                any = true;
-                if mantissa != 0 || b != b'0' {
-                    significant += 1;
-                }
-                mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(b - b'0'));
-                if seen_point {
-                    decimals += 1;
-                }
+    let mut point = usize::MAX;
+    for (i, &b) in digits.iter().enumerate() {
+        let d = b.wrapping_sub(b'0');
+        if d < 10 {
+            if mantissa != 0 || d != 0 {
+                significant += 1;
             }
-            b'.' if !seen_point => seen_point = true,
-            _ => return slow_number(cell),
+            mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(d));
+        } else if b == b'.' && point == usize::MAX {
+            point = i;
+        } else {
+            return slow_number(cell);
         }
     }
-    if !any || significant > 15 || decimals > 15 {
+    if point != usize::MAX {
+        decimals = digits.len() - point - 1;
+    }
+    let any = digits.len() > usize::from(point != usize::MAX);
+    if !any || significant > 19 || decimals > 22 {
         return slow_number(cell);
     }
-    let v = mantissa as f64 / POW10[decimals];
+    let v = if mantissa < 1 << 53 {
+        mantissa as f64 / POW10[decimals]
+    } else {
+        exact_quotient(mantissa, decimals).or_else(|| slow_number(digits))?
+    };
     Some(if neg { -v } else { v })
+}
+
+/// Powers of ten exact as `f64`.
+const POW10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+/// `m / 10^d` correctly rounded, for `m ≥ 2^53` and `d ≤ 19`: `None` where the check below
+/// would not fit 128 bits (the caller then uses the standard parser).
+fn exact_quotient(m: u64, d: usize) -> Option<f64> {
+    if d > 19 {
+        return None;
+    }
+    let p = 10u64.pow(d as u32);
+    let mut x = m as f64 / p as f64;
+    // x = f · 2^e with f a 53-bit integer; m/p lies within an ulp of it. The neighbours'
+    // midpoints (2f ± 1) · 2^(e−1) are compared with m/p as (2f ± 1) · p against m · 2^(1−e).
+    for _ in 0..3 {
+        let bits = x.to_bits();
+        let be = ((bits >> 52) & 0x7ff) as i32;
+        if be == 0 || be == 0x7ff {
+            return None;
+        }
+        let f = (bits & ((1u64 << 52) - 1)) | (1u64 << 52);
+        let e = be - 1075;
+        let shift = 1 - e;
+        if !(0..=63).contains(&shift) || f == 1 << 52 {
+            // Huge or tiny values, or a binade's lower edge (its lower neighbour is closer).
+            return None;
+        }
+        let target = u128::from(m) << shift;
+        let hi = u128::from(2 * f + 1) * u128::from(p);
+        let lo = u128::from(2 * f - 1) * u128::from(p);
+        if target > hi || (target == hi && f & 1 == 1) {
+            x = f64::from_bits(bits + 1);
+        } else if target < lo || (target == lo && f & 1 == 1) {
+            x = f64::from_bits(bits - 1);
+        } else {
+            return Some(x);
+        }
+    }
+    None
 }
 
 fn slow_number(cell: &[u8]) -> Option<f64> {
@@ -212,12 +264,58 @@ pub struct OffsetColumn {
 /// A clock probe: local time (relative to the origin) and the offset measured then.
 type Probe = (f64, f64);
 
+/// Bytes of parsed rows a source may hold while it looks ahead for its next clock probe.
+const LOOKAHEAD_BYTES: usize = 1 << 19;
+
+/// The probe in an offset cell (`None` if empty); the error names file:line:column.
+fn probe_cell(rec: &Records, label: &str, offset_idx: usize) -> anyhow::Result<Option<f64>> {
+    let cell = rec.get(offset_idx).trim_ascii();
+    if cell.is_empty() {
+        return Ok(None);
+    }
+    let o = parse_number(cell)
+        .filter(|v| v.is_finite())
+        .with_context(|| {
+            format!(
+                "{label}:{}:{}: '{}' in column {} is not a number",
+                rec.line(),
+                offset_idx + 1,
+                String::from_utf8_lossy(cell),
+                OFFSET_COLUMNS[0]
+            )
+        })?;
+    Ok(Some(o))
+}
+
+/// A row's time cell, relative to `origin`; the error names file:line:column.
+fn time_cell(rec: &Records, label: &str, time_idx: usize, origin: i64) -> anyhow::Result<f64> {
+    let tcell = rec.get(time_idx).trim_ascii();
+    parse_rel_time(tcell, origin).with_context(|| {
+        format!(
+            "{label}:{}:{}: time '{}' is not Unix seconds or RFC 3339",
+            rec.line(),
+            time_idx + 1,
+            String::from_utf8_lossy(tcell)
+        )
+    })
+}
+
+/// Interpolates the offset at `t` between the probes around it.
+fn interpolate(before: Option<Probe>, after: Option<Probe>, t: f64) -> f64 {
+    match (before, after) {
+        (Some((t0, o0)), Some((t1, o1))) => o0 + (o1 - o0) * ((t - t0) / (t1 - t0)),
+        (Some((_, o)), None) | (None, Some((_, o))) => o,
+        (None, None) => 0.0,
+    }
+}
+
 /// Follows the offset column through its file with a reader of its own, a probe ahead of the
 /// rows asking, so that `offset(t)` can be interpolated between the probes around `t`
-/// without holding the rows in between (probes are sparse: empty cells elsewhere).
+/// without holding the rows in between (probes are sparse: empty cells elsewhere). Used for
+/// a separate probe file, and for a trace whose probes are further apart than the look-ahead
+/// of [`SourceReader`].
 pub struct ClockCursor {
-    csv: csv::Reader<BufReader<File>>,
-    record: csv::ByteRecord,
+    rec: Records,
     label: String,
     time_idx: usize,
     offset_idx: usize,
@@ -231,18 +329,33 @@ pub struct ClockCursor {
     pub first: Option<Probe>,
 }
 
+/// Where the columns `time` and `column` are in `path`.
+fn clock_indices(path: &Path, column: &str) -> anyhow::Result<(usize, usize)> {
+    let label = path.display();
+    let header = read_header(path)?;
+    let find = |n: &str| header.iter().position(|h| h == n);
+    let time_idx = find("time").with_context(|| format!("{label}: no column named 'time'"))?;
+    let offset_idx =
+        find(column).with_context(|| format!("{label}: no column named '{column}'"))?;
+    Ok((time_idx, offset_idx))
+}
+
+fn no_probe(label: &str, column: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{label}: column {column} has no value: no clock probe succeeded; give the offset with \
+         --offset NAME=SECONDS"
+    )
+}
+
 impl ClockCursor {
     /// Opens the offset column; fails if the file has no probe at all.
     pub fn open(src: &OffsetColumn, origin: i64) -> anyhow::Result<Self> {
         let label = src.path.display().to_string();
-        let header = read_header(&src.path)?;
-        let find = |n: &str| header.iter().position(|h| h == n);
-        let time_idx = find("time").with_context(|| format!("{label}: no column named 'time'"))?;
-        let offset_idx = find(&src.column)
-            .with_context(|| format!("{label}: no column named '{}'", src.column))?;
+        let (time_idx, offset_idx) = clock_indices(&src.path, &src.column)?;
+        let mut rec = Records::open(&src.path)?;
+        rec.next_record()?; // the header
         let mut c = ClockCursor {
-            csv: open_csv(&src.path)?,
-            record: csv::ByteRecord::new(),
+            rec,
             label,
             time_idx,
             offset_idx,
@@ -256,39 +369,18 @@ impl ClockCursor {
         c.after = c.next_probe()?;
         c.first = c.after;
         if c.after.is_none() {
-            bail!(
-                "{}: column {} has no value: no clock probe succeeded; give the offset with \
-                 --offset NAME=SECONDS",
-                c.label,
-                src.column
-            );
+            return Err(no_probe(&c.label, &src.column));
         }
         Ok(c)
     }
 
     fn next_probe(&mut self) -> anyhow::Result<Option<Probe>> {
-        loop {
-            let more = self
-                .csv
-                .read_byte_record(&mut self.record)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", self.label))?;
-            if !more {
-                return Ok(None);
-            }
-            let line = self.record.position().map_or(0, |p| p.line());
-            let cell = self.record.get(self.offset_idx).unwrap_or(b"").trim_ascii();
-            if cell.is_empty() {
+        while self.rec.next_record()? {
+            if self.rec.get(self.offset_idx).trim_ascii().is_empty() {
                 continue;
             }
-            let tcell = self.record.get(self.time_idx).unwrap_or(b"").trim_ascii();
-            let t = parse_rel_time(tcell, self.origin).with_context(|| {
-                format!(
-                    "{}:{line}:{}: time '{}' is not Unix seconds or RFC 3339",
-                    self.label,
-                    self.time_idx + 1,
-                    String::from_utf8_lossy(tcell)
-                )
-            })?;
+            let line = self.rec.line();
+            let t = time_cell(&self.rec, &self.label, self.time_idx, self.origin)?;
             if let Some((prev, pline)) = self.last_time
                 && t <= prev
             {
@@ -301,20 +393,13 @@ impl ClockCursor {
                 );
             }
             self.last_time = Some((t, line));
-            let o = parse_number(cell)
-                .filter(|v| v.is_finite())
-                .with_context(|| {
-                    format!(
-                        "{}:{line}:{}: '{}' in column {} is not a number",
-                        self.label,
-                        self.offset_idx + 1,
-                        String::from_utf8_lossy(cell),
-                        OFFSET_COLUMNS[0]
-                    )
-                })?;
-            self.probes += 1;
-            return Ok(Some((t, o)));
+            let o = probe_cell(&self.rec, &self.label, self.offset_idx)?;
+            if let Some(o) = o {
+                self.probes += 1;
+                return Ok(Some((t, o)));
+            }
         }
+        Ok(None)
     }
 
     /// The offset at local time `t` (relative): linear between the probes around `t`, the
@@ -327,11 +412,7 @@ impl ClockCursor {
             self.before = Some(a);
             self.after = self.next_probe()?;
         }
-        Ok(match (self.before, self.after) {
-            (Some((t0, o0)), Some((t1, o1))) => o0 + (o1 - o0) * ((t - t0) / (t1 - t0)),
-            (Some((_, o)), None) | (None, Some((_, o))) => o,
-            (None, None) => 0.0,
-        })
+        Ok(interpolate(self.before, self.after, t))
     }
 
     /// The last probe read (for the summary).
@@ -362,89 +443,56 @@ pub struct ReadSpec {
     pub constant: f64,
 }
 
-/// Streams one source: each call gives the next row's corrected time and values.
-pub struct SourceReader {
-    csv: csv::Reader<BufReader<File>>,
-    record: csv::ByteRecord,
-    /// The file, for messages.
-    pub label: String,
-    spec: ReadSpec,
+/// Parses rows of one file: time, values, and the probe in its offset column if any.
+struct RowParser {
+    rec: Records,
+    label: String,
+    time_idx: usize,
+    columns: Vec<usize>,
+    names: Vec<String>,
+    /// The offset column, when it is in this file and followed inline.
+    offset_idx: Option<usize>,
     origin: i64,
-    /// The clock correction, if the offset is time-varying.
-    pub clock: Option<ClockCursor>,
-    prev: Option<(f64, f64, u64)>,
-    /// Data rows read.
-    pub rows: u64,
+    /// Local time and line of the row read last.
+    last: Option<(f64, u64)>,
 }
 
-impl SourceReader {
-    /// Opens the source; times are returned relative to `origin`.
-    pub fn open(spec: &ReadSpec, origin: i64) -> anyhow::Result<Self> {
-        let clock = match &spec.offset_column {
-            Some(oc) => Some(ClockCursor::open(oc, origin)?),
-            None => None,
-        };
-        Ok(SourceReader {
-            csv: open_csv(&spec.path)?,
-            record: csv::ByteRecord::new(),
-            label: spec.path.display().to_string(),
-            spec: spec.clone(),
-            origin,
-            clock,
-            prev: None,
-            rows: 0,
-        })
-    }
+/// A parsed row.
+#[derive(Clone, Copy)]
+struct Row {
+    t: f64,
+    line: u64,
+    probe: Option<f64>,
+}
 
-    /// Reads the next row into `values` (NaN for an empty cell); returns its corrected time,
-    /// or `None` at the end.
-    pub fn next_row(&mut self, values: &mut [f64]) -> anyhow::Result<Option<f64>> {
-        let more = self
-            .csv
-            .read_byte_record(&mut self.record)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", self.label))?;
-        if !more {
+impl RowParser {
+    /// Reads the next row's values into `values`; `None` at the end.
+    fn read(&mut self, values: &mut [f64]) -> anyhow::Result<Option<Row>> {
+        if !self.rec.next_record()? {
             return Ok(None);
         }
-        let line = self.record.position().map_or(0, |p| p.line());
-        let ti = self.spec.time_idx;
-        let tcell = self.record.get(ti).unwrap_or(b"").trim_ascii();
-        let t = parse_rel_time(tcell, self.origin).with_context(|| {
-            format!(
-                "{}:{line}:{}: time '{}' is not Unix seconds or RFC 3339",
+        let rec = &self.rec;
+        let line = rec.line();
+        let ti = self.time_idx;
+        let t = time_cell(rec, &self.label, ti, self.origin)?;
+        if let Some((pt, pline)) = self.last
+            && t <= pt
+        {
+            bail!(
+                "{}:{line}:{}: time goes backwards: {} after {} on line {pline}",
                 self.label,
                 ti + 1,
-                String::from_utf8_lossy(tcell)
-            )
-        })?;
-        let offset = match &mut self.clock {
-            Some(c) => c.offset_at(t)?,
-            None => 0.0,
-        };
-        let tau = t + offset + self.spec.constant;
-        if let Some((pt, ptau, pline)) = self.prev {
-            if t <= pt {
-                bail!(
-                    "{}:{line}:{}: time goes backwards: {} after {} on line {pline}",
-                    self.label,
-                    ti + 1,
-                    abs_time(t, self.origin),
-                    abs_time(pt, self.origin)
-                );
-            }
-            if tau <= ptau {
-                bail!(
-                    "{}:{line}: corrected time goes backwards ({} after {} on line {pline}): \
-                     the clock offset changes faster than time passes",
-                    self.label,
-                    abs_time(tau, self.origin),
-                    abs_time(ptau, self.origin)
-                );
-            }
+                abs_time(t, self.origin),
+                abs_time(pt, self.origin)
+            );
         }
-        self.prev = Some((t, tau, line));
-        for (k, (&ci, v)) in self.spec.columns.iter().zip(values.iter_mut()).enumerate() {
-            let cell = self.record.get(ci).unwrap_or(b"");
+        self.last = Some((t, line));
+        let probe = match self.offset_idx {
+            Some(oi) => probe_cell(rec, &self.label, oi)?,
+            None => None,
+        };
+        for (k, (&ci, v)) in self.columns.iter().zip(values.iter_mut()).enumerate() {
+            let cell = rec.get(ci);
             *v = if cell.is_empty() {
                 f64::NAN
             } else {
@@ -455,7 +503,7 @@ impl SourceReader {
                         self.label,
                         ci + 1,
                         String::from_utf8_lossy(cell),
-                        self.spec.names[k]
+                        self.names[k]
                     ),
                     None if cell.trim_ascii().is_empty() => f64::NAN,
                     None => bail!(
@@ -463,18 +511,303 @@ impl SourceReader {
                         self.label,
                         ci + 1,
                         String::from_utf8_lossy(cell),
-                        self.spec.names[k]
+                        self.names[k]
                     ),
                 }
             };
         }
+        Ok(Some(Row { t, line, probe }))
+    }
+}
+
+/// Rows read ahead of the consumer while it waits for the next clock probe: a ring of at
+/// most `cap` rows.
+struct Lookahead {
+    rows: Vec<Row>,
+    values: Vec<f64>,
+    width: usize,
+    cap: usize,
+    head: usize,
+    len: usize,
+}
+
+impl Lookahead {
+    fn new(width: usize) -> Self {
+        let cap = (LOOKAHEAD_BYTES / (8 * width + 32)).max(64);
+        Lookahead {
+            rows: Vec::with_capacity(cap),
+            values: vec![0.0; cap * width],
+            width,
+            cap,
+            head: 0,
+            len: 0,
+        }
+    }
+
+    fn is_full(&self) -> bool {
+        self.len == self.cap
+    }
+
+    fn front(&self) -> Option<Row> {
+        (self.len > 0).then(|| self.rows[self.head])
+    }
+
+    /// Reads one row from `p` into the back; `None` at the end.
+    fn push_from(&mut self, p: &mut RowParser) -> anyhow::Result<Option<Row>> {
+        let cap = self.cap;
+        let slot = (self.head + self.len) % cap;
+        let w = self.width;
+        let Some(row) = p.read(&mut self.values[slot * w..slot * w + w])? else {
+            return Ok(None);
+        };
+        if slot == self.rows.len() {
+            self.rows.push(row);
+        } else {
+            self.rows[slot] = row;
+        }
+        self.len += 1;
+        Ok(Some(row))
+    }
+
+    /// Takes the front row, copying its values to `values`.
+    fn pop(&mut self, values: &mut [f64]) -> Option<Row> {
+        let row = self.front()?;
+        let w = self.width;
+        values.copy_from_slice(&self.values[self.head * w..self.head * w + w]);
+        self.head = (self.head + 1) % self.cap;
+        self.len -= 1;
+        Some(row)
+    }
+}
+
+/// How a source's time-varying offset is followed.
+enum Clock {
+    /// No time-varying offset.
+    None,
+    /// Probes in the trace's own rows, read with them: rows wait in the look-ahead until the
+    /// probe after them has been read.
+    Inline {
+        column: OffsetColumn,
+        ahead: Lookahead,
+        before: Option<Probe>,
+        after: Option<Probe>,
+        probes: u64,
+        first: Option<Probe>,
+    },
+    /// A second reader over the probes (a probe file, or probes too sparse for the look-ahead).
+    Cursor(ClockCursor, Option<Lookahead>),
+}
+
+/// Streams one source: each call gives the next row's corrected time and values.
+pub struct SourceReader {
+    parser: RowParser,
+    /// The file, for messages.
+    pub label: String,
+    constant: f64,
+    origin: i64,
+    clock: Clock,
+    eof: bool,
+    prev: Option<(f64, u64)>,
+    /// Data rows read.
+    pub rows: u64,
+}
+
+impl SourceReader {
+    /// Opens the source; times are returned relative to `origin`.
+    pub fn open(spec: &ReadSpec, origin: i64) -> anyhow::Result<Self> {
+        let label = spec.path.display().to_string();
+        let mut rec = Records::open(&spec.path)?;
+        if !rec.next_record()? {
+            bail!("{label}: cannot read the header: the file is empty");
+        }
+        let mut parser = RowParser {
+            rec,
+            label: label.clone(),
+            time_idx: spec.time_idx,
+            columns: spec.columns.clone(),
+            names: spec.names.clone(),
+            offset_idx: None,
+            origin,
+            last: None,
+        };
+        let clock = match &spec.offset_column {
+            None => Clock::None,
+            Some(oc) if oc.path == spec.path => {
+                let (_, oi) = clock_indices(&oc.path, &oc.column)?;
+                parser.offset_idx = Some(oi);
+                Clock::Inline {
+                    column: oc.clone(),
+                    ahead: Lookahead::new(spec.columns.len()),
+                    before: None,
+                    after: None,
+                    probes: 0,
+                    first: None,
+                }
+            }
+            Some(oc) => Clock::Cursor(ClockCursor::open(oc, origin)?, None),
+        };
+        let mut r = SourceReader {
+            parser,
+            label,
+            constant: spec.constant,
+            origin,
+            clock,
+            eof: false,
+            prev: None,
+            rows: 0,
+        };
+        r.find_first_probe()?;
+        Ok(r)
+    }
+
+    /// Inline clock: reads ahead to the first probe (a trace without any is refused).
+    fn find_first_probe(&mut self) -> anyhow::Result<()> {
+        let Clock::Inline {
+            column,
+            ahead,
+            after,
+            probes,
+            first,
+            ..
+        } = &mut self.clock
+        else {
+            return Ok(());
+        };
+        while after.is_none() {
+            if ahead.is_full() {
+                return self.fall_back();
+            }
+            match ahead.push_from(&mut self.parser)? {
+                None => {
+                    self.eof = true;
+                    return Err(no_probe(&self.label, &column.column));
+                }
+                Some(row) => {
+                    if let Some(o) = row.probe {
+                        *after = Some((row.t, o));
+                        *first = *after;
+                        *probes += 1;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Probes too far apart for the look-ahead: follow them with a second reader instead.
+    fn fall_back(&mut self) -> anyhow::Result<()> {
+        let old = std::mem::replace(&mut self.clock, Clock::None);
+        if let Clock::Inline { column, ahead, .. } = old {
+            self.parser.offset_idx = None;
+            let cursor = ClockCursor::open(&column, self.origin)?;
+            self.clock = Clock::Cursor(cursor, Some(ahead));
+        }
+        Ok(())
+    }
+
+    /// The next row in local time with its offset, values in `values`.
+    fn next_local(&mut self, values: &mut [f64]) -> anyhow::Result<Option<(Row, f64)>> {
+        loop {
+            match &mut self.clock {
+                Clock::None => {
+                    return Ok(self.parser.read(values)?.map(|r| (r, 0.0)));
+                }
+                Clock::Cursor(c, ahead) => {
+                    let row = match ahead.as_mut().and_then(|a| a.pop(values)) {
+                        Some(r) => Some(r),
+                        None => self.parser.read(values)?,
+                    };
+                    return match row {
+                        Some(r) => Ok(Some((r, c.offset_at(r.t)?))),
+                        None => Ok(None),
+                    };
+                }
+                Clock::Inline {
+                    ahead,
+                    before,
+                    after,
+                    probes,
+                    first,
+                    ..
+                } => {
+                    if let Some(front) = ahead.front() {
+                        while let Some(a) = *after {
+                            if a.0 > front.t {
+                                break;
+                            }
+                            *before = Some(a);
+                            *after = None;
+                        }
+                        if after.is_some() || self.eof {
+                            let r = ahead.pop(values).unwrap_or(front);
+                            return Ok(Some((r, interpolate(*before, *after, r.t))));
+                        }
+                    } else if self.eof {
+                        return Ok(None);
+                    }
+                    if ahead.is_full() {
+                        self.fall_back()?;
+                        continue;
+                    }
+                    match ahead.push_from(&mut self.parser)? {
+                        None => self.eof = true,
+                        Some(row) => {
+                            if let Some(o) = row.probe {
+                                *after = Some((row.t, o));
+                                *probes += 1;
+                                if first.is_none() {
+                                    *first = *after;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads the next row into `values` (NaN for an empty cell); returns its corrected time,
+    /// or `None` at the end.
+    pub fn next_row(&mut self, values: &mut [f64]) -> anyhow::Result<Option<f64>> {
+        let Some((row, offset)) = self.next_local(values)? else {
+            return Ok(None);
+        };
+        let tau = row.t + offset + self.constant;
+        if let Some((ptau, pline)) = self.prev
+            && tau <= ptau
+        {
+            bail!(
+                "{}:{}: corrected time goes backwards ({} after {} on line {pline}): \
+                 the clock offset changes faster than time passes",
+                self.label,
+                row.line,
+                abs_time(tau, self.origin),
+                abs_time(ptau, self.origin)
+            );
+        }
+        self.prev = Some((tau, row.line));
         self.rows += 1;
         Ok(Some(tau))
     }
 
     /// The line of the row read last.
     pub fn line(&self) -> u64 {
-        self.prev.map_or(1, |p| p.2)
+        self.prev.map_or(1, |p| p.1)
+    }
+
+    /// Clock probes read: how many, the first and the last.
+    pub fn clock_summary(&self) -> Option<(u64, Probe, Probe)> {
+        match &self.clock {
+            Clock::None => None,
+            Clock::Cursor(c, _) => Some((c.probes, c.first?, c.last()?)),
+            Clock::Inline {
+                before,
+                after,
+                probes,
+                first,
+                ..
+            } => Some((*probes, (*first)?, after.or(*before)?)),
+        }
     }
 }
 
@@ -514,6 +847,39 @@ mod tests {
             cases.push(v.to_string());
             cases.push(format!("{v:.3}"));
         }
+        for c in &cases {
+            let want: f64 = c.parse().expect("a number");
+            let got = parse_number(c.as_bytes()).expect("parsed");
+            assert_eq!(got.to_bits(), want.to_bits(), "{c}");
+        }
+        for _ in 0..200_000 {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            // Mantissas of 16–19 digits with 0–19 decimals, and halfway cases.
+            let m = (s >> 1) % 9_999_999_999_999_999_999 + 1;
+            let d = (s % 20) as usize;
+            let mut text = m.to_string();
+            if d > 0 {
+                while text.len() <= d {
+                    text.insert(0, '0');
+                }
+                text.insert(text.len() - d, '.');
+            }
+            cases.push(text);
+            let v = f64::from_bits(s >> 2 & !(1 << 62));
+            if v.is_finite() {
+                cases.push(format!("{v:.60}").trim_end_matches('0').to_string());
+                let half = (v + f64::from_bits(v.to_bits() + 1)) / 2.0;
+                cases.push(format!("{:.20}", f64::from_bits(v.to_bits())));
+                cases.push(format!("{half:.17}"));
+            }
+        }
+        cases.push("9007199254740993".into()); // 2^53 + 1: a tie, to even
+        cases.push("9007199254740995".into());
+        cases.push("4503599627370496.5".into()); // 2^52 + ½: a binade's edge
+        cases.push("0.30000000000000004".into());
+        cases.push("18014398509481985".into());
         for c in &cases {
             let want: f64 = c.parse().expect("a number");
             let got = parse_number(c.as_bytes()).expect("parsed");
@@ -566,6 +932,54 @@ mod tests {
         assert_eq!(at(&mut c, 3.0), 0.7);
         assert_eq!(at(&mut c, 9.0), 0.7); // after the last: held
         assert_eq!(c.probes, 2);
+    }
+
+    #[test]
+    fn inline_probes_match_the_cursor_near_and_sparse() {
+        // Probes every 7 rows stay in the look-ahead; every 20,000 rows (more than it holds
+        // for one column) the reader falls back to a second cursor. Both must give the
+        // cursor's times.
+        for every in [7usize, 20_000] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let p = dir.path().join("t.csv");
+            let mut text = String::from("time,x,clock_offset_s\n");
+            for i in 0..50_000usize {
+                let probe = if i % every == 3 {
+                    format!("{:.6}", 0.5 + (i as f64 * 1e-5).sin())
+                } else {
+                    String::new()
+                };
+                text += &format!("{}.{:03},{i},{probe}\n", 1000 + i / 10, (i % 10) * 100);
+            }
+            std::fs::write(&p, text).expect("write");
+            let oc = OffsetColumn {
+                path: p.clone(),
+                column: "clock_offset_s".into(),
+            };
+            let spec = ReadSpec {
+                path: p,
+                time_idx: 0,
+                columns: vec![1],
+                names: vec!["x".into()],
+                offset_column: Some(oc.clone()),
+                constant: 0.25,
+            };
+            let mut r = SourceReader::open(&spec, 1000).expect("open");
+            let mut c = ClockCursor::open(&oc, 1000).expect("cursor");
+            let mut v = [0.0];
+            for i in 0..50_000usize {
+                let t = r.next_row(&mut v).expect("row").expect("a row");
+                let local = i as f64 / 10.0;
+                let want = local + c.offset_at(local).expect("offset") + 0.25;
+                assert_eq!(t.to_bits(), want.to_bits(), "row {i}, probes every {every}");
+                assert_eq!(v[0], i as f64);
+            }
+            assert!(r.next_row(&mut v).expect("end").is_none());
+            let (n, first, last) = r.clock_summary().expect("clock");
+            assert_eq!(n, c.probes);
+            assert_eq!(first, c.first.expect("first"));
+            assert_eq!(Some(last), c.last());
+        }
     }
 
     #[test]
