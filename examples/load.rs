@@ -18,6 +18,7 @@ fn main() {
         threads: x.iter().fold(1.0f64, |m, v| m.max(v.ceil())) as usize,
         mode: Mode::Time,
         seed: 1,
+        phase: Duration::from_millis(20),
     };
     let stop = AtomicUsize::new(0);
     let summary = load::run(&Pattern::Values(x), &cfg, &stop, &mut |l| {

@@ -59,6 +59,10 @@ pub struct Common {
     #[arg(long, default_value_t = 1)]
     seed: u64,
 
+    /// Length of the sub-slices in which each thread's busy phase is placed at random.
+    #[arg(long, value_parser = parse_duration, default_value = "20ms", value_name = "DURATION")]
+    phase: Duration,
+
     /// What to load: CPU (busy threads), disk (writes to a file in --dir, removed at the end)
     /// or net (UDP datagrams to --target); for disk and net a load of 1 is --scale bytes/s.
     #[arg(long, value_enum, default_value_t = Kind::Cpu)]
@@ -462,6 +466,7 @@ fn play(
         threads,
         mode: common.mode,
         seed: common.seed,
+        phase: common.phase,
     };
     eprintln!(
         "vmmon load: {what}: {n} slices of {} s on {threads} thread(s), {:?} mode",

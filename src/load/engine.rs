@@ -1,9 +1,9 @@
 //! Running a load pattern as busy worker threads.
 //!
-//! A target run-queue length x is spread evenly over the workers: each is busy x/threads of
-//! every slice. Busy phases are placed at random within 20 ms sub-slices, so the workers do not
-//! move in step and a kernel sampling its run queue (the load average, every 5 s on Linux) sees
-//! x on average. Time mode is busy for a wall-clock fraction; work mode is busy for an amount
+//! A target run-queue length x is carried by the workers in turn: thread i is busy for the part
+//! of x between i and i + 1 of every slice (1.6: one thread always, one 60% of the time). The
+//! partial thread's busy phase is placed at random in each 20 ms sub-slice (`phase`), so a
+//! kernel sampling its run queue (the load average, every 5 s on Linux) sees x on average. Time mode is busy for a wall-clock fraction; work mode is busy for an amount
 //! of the thread's own CPU time, so competing load stretches it as it would a real job.
 
 use std::hint::black_box;
@@ -40,6 +40,9 @@ pub struct LoadConfig {
     pub mode: Mode,
     /// Seed of the busy phases' placement.
     pub seed: u64,
+    /// Length of the sub-slices in which each busy phase is placed at random (at most the
+    /// slice).
+    pub phase: Duration,
 }
 
 /// One logged interval.
@@ -69,9 +72,6 @@ pub struct LoadSummary {
     /// The signal that stopped the run, if any.
     pub signal: Option<i32>,
 }
-
-/// Length of the sub-slices in which busy phases are placed at random.
-const SUB_SLICE: Duration = Duration::from_millis(20);
 
 /// Iterations of the busy loop between looks at the clock or the stop flag.
 const CHUNK: u64 = 2048;
@@ -150,11 +150,15 @@ fn worker(
     crate::record::schedule::tighten_timer_slack();
     let mut rng = Rng((cfg.seed ^ (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)) | 1);
     let slice_ns = cfg.slice.as_nanos() as u64;
-    let subs = (cfg.slice.as_nanos() / SUB_SLICE.as_nanos()).max(1) as u64;
+    let subs = (cfg.slice.as_nanos() / cfg.phase.as_nanos().max(1)).max(1) as u64;
     let sub_ns = slice_ns / subs;
     'slices: for k in 0..cfg.slices {
         let x = pattern.at(k as f64 * cfg.slice.as_secs_f64(), k);
-        let duty = (x / cfg.threads as f64).clamp(0.0, 1.0);
+        // Thread i carries the part of x between i and i + 1: whole CPUs on the first threads,
+        // the fraction on one. Spreading x evenly (each busy x/threads) makes several threads
+        // sleep and wake at once, and Linux's load average then counts them high (measured:
+        // 0.6 on two threads read as 0.82 where one thread read 0.72, baseline 0.1).
+        let duty = (x - i as f64).clamp(0.0, 1.0);
         let busy_ns = (duty * sub_ns as f64) as u64;
         let slice_start = start + Duration::from_nanos(k as u64 * slice_ns);
         for j in 0..subs {
