@@ -1,6 +1,6 @@
 //! Tests that measure CPU time and the load average. They are a test binary of their own
-//! because cargo runs test binaries one after another: these then run after the other tests,
-//! on a machine doing nothing else, and take turns among themselves (`util::heavy`).
+//! because cargo runs test binaries one after another: these then run while no other test
+//! does, on a machine doing nothing else, and take turns among themselves (`util::heavy`).
 
 #![allow(dead_code)]
 
