@@ -6,12 +6,21 @@ use std::net::UdpSocket;
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use crate::util::{require, vmmon, vmmon_bin};
+use crate::util::{Guard, require, vmmon, vmmon_bin};
 
-/// A running `vmmon clock serve` on a free loopback port.
+/// A running `vmmon clock serve` on a free loopback port (killed if a test fails first).
 struct Serve {
-    child: Child,
+    child: Option<Child>,
     port: u16,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }
 
 impl Serve {
@@ -31,7 +40,10 @@ impl Serve {
             .and_then(|p| p.split_whitespace().next())
             .and_then(|p| p.parse().ok())
             .unwrap_or_else(|| panic!("no port in {first:?}"));
-        Serve { child, port }
+        Serve {
+            child: Some(child),
+            port,
+        }
     }
 
     fn addr(&self) -> String {
@@ -39,10 +51,11 @@ impl Serve {
     }
 
     /// SIGTERM, then the exit code and the rest of stderr (the counters).
-    fn stop(self) -> (Option<i32>, String) {
+    fn stop(mut self) -> (Option<i32>, String) {
+        let child = self.child.take().expect("running");
         // SAFETY: kill has no memory-safety preconditions.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let out = self.child.wait_with_output().expect("wait");
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let out = child.wait_with_output().expect("wait");
         (
             out.status.code(),
             String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -454,4 +467,107 @@ fn align_brings_a_shared_cpu_burst_to_the_same_row() {
         h_raw + 5,
         "uncorrected, the guest is 2.5 s (5 rows) late"
     );
+}
+
+/// Interoperation with an independent NTP implementation (chrony): chronyd as a client measures
+/// a `vmmon clock serve` whose clock faketime puts 2.5 s ahead, and `vmmon clock probe`
+/// measures a chronyd server whose clock is 2.5 s ahead.
+#[test]
+fn ntp_interoperates_with_chrony() {
+    if !require("chronyd", "an independent NTP client and server")
+        || !require("faketime", "a shifted clock")
+        || !crate::util::require_root("chronyd runs as root")
+    {
+        return;
+    }
+    // chronyd -Q: query once, print the offset, never touch the system clock.
+    // Process groups: killing faketime alone would leave the program it runs.
+    let mut serve = Guard::spawn(
+        std::process::Command::new("faketime")
+            .args(["-f", "+2.5s"])
+            .arg(vmmon_bin())
+            .args(["clock", "serve", "--listen", "127.0.0.1:0"])
+            .stderr(Stdio::piped()),
+    );
+    let mut first = String::new();
+    let serve_stderr = serve
+        .0
+        .as_mut()
+        .and_then(|c| c.stderr.as_mut())
+        .expect("stderr");
+    BufReader::new(serve_stderr)
+        .read_line(&mut first)
+        .expect("read");
+    let port = first
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no port in {first:?}"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = std::process::Command::new("chronyd")
+        .args(["-Q", "-t", "20", "-u", "root", "-f", "/dev/null"])
+        .arg(format!("server 127.0.0.1 port {port} iburst maxsamples 4"))
+        .output()
+        .expect("chronyd -Q");
+    let _ = serve.signal(libc::SIGTERM).wait();
+    let said =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    let wrong: f64 = said
+        .split("wrong by ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no offset from chronyd: {said}"));
+    // chronyd reports how far the local clock is from the server: 2.5 s behind.
+    assert!(
+        (wrong - 2.5).abs() < 1e-3,
+        "chronyd measured {wrong} s: {said}"
+    );
+
+    // chronyd as a server (its own clock 2.5 s ahead), vmmon clock probe as the client.
+    let conf = dir.path().join("chrony.conf");
+    let udp = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let port = udp.local_addr().expect("addr").port();
+    drop(udp);
+    std::fs::write(
+        &conf,
+        format!(
+            "port {port}\nbindaddress 127.0.0.1\nlocal stratum 8\nallow 127.0.0.1\ncmdport 0\n\
+             pidfile {0}/chronyd.pid\ndriftfile {0}/drift\n",
+            dir.path().display()
+        ),
+    )
+    .expect("conf");
+    let chronyd = Guard::spawn(
+        std::process::Command::new("faketime")
+            .args(["-f", "+2.5s", "chronyd", "-d", "-x", "-u", "root", "-f"])
+            .arg(&conf)
+            .stderr(Stdio::null())
+            .stdout(Stdio::null()),
+    );
+    let mut rows = Vec::new();
+    for _ in 0..20 {
+        std::thread::sleep(Duration::from_millis(250));
+        let out = vmmon()
+            .args([
+                "clock",
+                "probe",
+                &format!("127.0.0.1:{port}"),
+                "-n",
+                "3",
+                "-r",
+                "10",
+            ])
+            .output()
+            .expect("probe");
+        if out.status.success() {
+            rows = self::rows(&String::from_utf8_lossy(&out.stdout));
+            break;
+        }
+    }
+    let _ = chronyd.signal(libc::SIGTERM).wait();
+    assert_eq!(rows.len(), 3, "chronyd never answered");
+    for [_, offset, _, bound] in rows {
+        assert!((offset - 2.5).abs() <= bound + 2e-9, "{offset} ± {bound}");
+    }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use vmmon::load::filter;
 
-use crate::util::{heavy, require, vmmon, vmmon_bin};
+use crate::util::{Guard, heavy, require, vmmon, vmmon_bin};
 
 /// Waits for `child` and returns its exit code and CPU seconds (user + system) from wait4.
 fn wait_rusage(child: Child) -> (i32, f64) {
@@ -63,10 +63,8 @@ fn now() -> f64 {
         .as_secs_f64()
 }
 
-fn stop(child: Child) {
-    // SAFETY: kill has no memory-safety preconditions.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let out = child.wait_with_output().expect("wait");
+fn stop(guard: Guard) {
+    let out = guard.signal(libc::SIGINT).wait_with_output().expect("wait");
     assert!(
         matches!(out.status.code(), Some(0 | 130)),
         "{}",
@@ -79,12 +77,12 @@ fn delivered_cpu_is_on_target_by_rusage_and_by_record() {
     let _quiet = heavy();
     let dir = tempfile::tempdir().expect("tempdir");
     let trace = dir.path().join("host.csv");
-    let recorder = vmmon()
-        .args(["record", "--rate", "2", "-o"])
-        .arg(&trace)
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("record");
+    let recorder = Guard::spawn(
+        vmmon()
+            .args(["record", "--rate", "2", "-o"])
+            .arg(&trace)
+            .stderr(Stdio::null()),
+    );
     std::thread::sleep(Duration::from_secs(3));
     let mut windows = Vec::new();
     let idle_from = now() - 2.5;
@@ -143,12 +141,12 @@ fn the_load_average_follows_a_played_back_trace() {
     }
     std::fs::write(&load_trace, csv).expect("write");
     let rec = dir.path().join("rec.csv");
-    let recorder = vmmon()
-        .args(["record", "--rate", "1", "-o"])
-        .arg(&rec)
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("record");
+    let recorder = Guard::spawn(
+        vmmon()
+            .args(["record", "--rate", "1", "-o"])
+            .arg(&rec)
+            .stderr(Stdio::null()),
+    );
     std::thread::sleep(Duration::from_millis(1500));
     let log = dir.path().join("log.csv");
     let t0 = now();
@@ -232,13 +230,13 @@ fn work_mode_keeps_its_cpu_and_stretches_under_competition() {
         return;
     }
     let _quiet = heavy();
-    let competitor = Command::new("taskset")
-        .args(["-c", "0"])
-        .arg(vmmon_bin())
-        .args(["load", "const", "1", "-d", "30"])
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("competitor");
+    let competitor = Guard::spawn(
+        Command::new("taskset")
+            .args(["-c", "0"])
+            .arg(vmmon_bin())
+            .args(["load", "const", "1", "-d", "30"])
+            .stderr(Stdio::null()),
+    );
     let dir = tempfile::tempdir().expect("tempdir");
     let json = dir.path().join("w.json");
     let out = Command::new("taskset")

@@ -84,3 +84,33 @@ pub fn write_file(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
     std::fs::write(&p, text).expect("write test file");
     p.to_str().expect("utf-8 temp path").to_string()
 }
+
+/// A child process (and its process group, e.g. faketime and the program it runs) that is
+/// killed if the test ends early, so a failed assertion leaves nothing running.
+pub struct Guard(pub Option<std::process::Child>);
+
+impl Guard {
+    /// Spawns `cmd` in a process group of its own.
+    pub fn spawn(cmd: &mut Command) -> Guard {
+        use std::os::unix::process::CommandExt;
+        Guard(Some(cmd.process_group(0).spawn().expect("spawn")))
+    }
+
+    /// Sends `signal` to the whole group and returns the child for waiting.
+    pub fn signal(mut self, signal: i32) -> std::process::Child {
+        let child = self.0.take().expect("child");
+        // SAFETY: kill has no memory-safety preconditions; the group is the child's own.
+        unsafe { libc::kill(-(child.id() as i32), signal) };
+        child
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            // SAFETY: as above.
+            unsafe { libc::kill(-(c.id() as i32), libc::SIGKILL) };
+            let _ = c.wait();
+        }
+    }
+}
