@@ -83,7 +83,7 @@ fn per_sample(c: &mut Criterion) {
             cur.mono = prev.mono + std::time::Duration::from_millis(10);
             rec.read(&mut cur);
             schema.derive(&prev, &cur, &mut cells);
-            rec.format_row(&cur, &cells, &mut line);
+            rec.format_row(&cur, &cells, None, &mut line);
             black_box(&line);
             std::mem::swap(&mut prev, &mut cur);
         })

@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
-use crate::clock::{self, Drift, Measurement, ProbeConfig, Prober, ServeStats, Server};
+use crate::clock::{self, Drift, Measurement, ProbeConfig, Prober, ServeStats, Server, Track};
 use crate::record::{Schedule, monotonic};
 use crate::trace::{self, FileRows, RowSink, StdoutRows, TimeFormat};
 
@@ -169,8 +169,7 @@ fn probe(a: ProbeArgs) -> anyhow::Result<i32> {
     });
     let mut schedule = Schedule::new(monotonic(), Duration::from_secs_f64(1.0 / a.rate));
     let (mut done, mut lost, mut sent, mut answered) = (0u64, 0u64, 0usize, 0usize);
-    let mut points: Vec<(f64, f64)> = Vec::new();
-    let mut all: Vec<Measurement> = Vec::new();
+    let mut track = Track::default();
     let mut line = String::with_capacity(96);
     while a.count == 0 || done < a.count {
         if schedule.wait(&stop).is_none() {
@@ -190,8 +189,7 @@ fn probe(a: ProbeArgs) -> anyhow::Result<i32> {
         use std::fmt::Write as _;
         let _ = writeln!(line, ",{:.9},{:.9},{:.9}", m.offset, m.rtt, m.bound);
         sink.write_row(line.as_bytes())?;
-        points.push((m.time_ns as f64 * 1e-9, m.offset));
-        all.push(m);
+        track.0.push(m);
         if let Some(b) = &bar {
             b.set_position(done);
             b.set_message(format!(
@@ -204,26 +202,23 @@ fn probe(a: ProbeArgs) -> anyhow::Result<i32> {
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
-    let drift = clock::theil_sen(&points);
-    let mut offsets: Vec<f64> = all.iter().map(|m| m.offset).collect();
-    offsets.sort_by(f64::total_cmp);
     let summary = ProbeSummary {
         server: a.server.clone(),
         bursts: done,
-        measured: all.len(),
+        measured: track.0.len(),
         lost_bursts: lost,
         exchanges_sent: sent,
         exchanges_answered: answered,
-        last: all.last().copied(),
-        median_offset_s: (!offsets.is_empty()).then(|| offsets[offsets.len() / 2]),
-        min_rtt_s: all.iter().map(|m| m.rtt).min_by(f64::total_cmp),
-        drift,
+        last: track.0.last().copied(),
+        median_offset_s: track.median_offset(),
+        min_rtt_s: track.min_rtt(),
+        drift: track.drift(),
     };
     eprintln!("{}", describe_probe(&summary));
     if let Some(p) = &a.json {
         super::write_json(p, &summary)?;
     }
-    if all.is_empty() && done > 0 {
+    if track.0.is_empty() && done > 0 {
         anyhow::bail!(
             "no reply from {} in {done} burst(s) of {} (timeout {} s each)",
             a.server,

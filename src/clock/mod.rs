@@ -18,7 +18,7 @@ pub mod serve;
 
 pub use drift::{Drift, theil_sen};
 pub use packet::{NtpTime, PACKET_LEN, Packet};
-pub use probe::{Background, Measurement, ProbeConfig, Prober, RefSummary};
+pub use probe::{Background, Measurement, ProbeConfig, Prober, RefSummary, Track};
 pub use serve::{ServeStats, Server};
 
 /// The wall clock (`CLOCK_REALTIME`) in nanoseconds since the Unix epoch, read through libc

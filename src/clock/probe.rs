@@ -167,6 +167,34 @@ impl Prober {
     }
 }
 
+/// The measurements of a run, and what they say together.
+#[derive(Debug, Clone, Default)]
+pub struct Track(pub Vec<Measurement>);
+
+impl Track {
+    /// Drift of the server's clock against this one over the run (Theil–Sen).
+    pub fn drift(&self) -> Option<super::Drift> {
+        let points: Vec<(f64, f64)> = self
+            .0
+            .iter()
+            .map(|m| (m.time_ns as f64 * 1e-9, m.offset))
+            .collect();
+        super::theil_sen(&points)
+    }
+
+    /// Smallest round trip seen, seconds.
+    pub fn min_rtt(&self) -> Option<f64> {
+        self.0.iter().map(|m| m.rtt).min_by(f64::total_cmp)
+    }
+
+    /// Median offset, seconds (the upper median for an even count).
+    pub fn median_offset(&self) -> Option<f64> {
+        let mut offsets: Vec<f64> = self.0.iter().map(|m| m.offset).collect();
+        offsets.sort_by(f64::total_cmp);
+        offsets.get(offsets.len() / 2).copied()
+    }
+}
+
 /// What a recorder's reference-clock thread saw over a run (for the trace's sidecar).
 #[derive(Debug, Clone, Serialize)]
 pub struct RefSummary {
@@ -189,8 +217,7 @@ pub struct RefSummary {
 #[derive(Debug, Default)]
 struct Shared {
     latest: Option<Measurement>,
-    history: Vec<(f64, f64)>,
-    rtts: Vec<f64>,
+    track: Track,
     bursts: u64,
     error: Option<String>,
     new_error: Option<String>,
@@ -225,8 +252,7 @@ impl Background {
                         sh.bursts += 1;
                         match result {
                             Ok(Some(m)) => {
-                                sh.history.push((m.time_ns as f64 * 1e-9, m.offset));
-                                sh.rtts.push(m.rtt);
+                                sh.track.0.push(m);
                                 sh.latest = Some(m);
                             }
                             Ok(None) => {}
@@ -278,10 +304,10 @@ impl Background {
             server: self.server.clone(),
             interval_s: self.interval.as_secs_f64(),
             bursts: sh.bursts,
-            measured: sh.history.len(),
+            measured: sh.track.0.len(),
             error: sh.error.clone(),
-            min_rtt_s: sh.rtts.iter().copied().min_by(f64::total_cmp),
-            drift: super::theil_sen(&sh.history),
+            min_rtt_s: sh.track.min_rtt(),
+            drift: sh.track.drift(),
         }
     }
 }

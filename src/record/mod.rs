@@ -290,14 +290,9 @@ impl Recorder {
         }
     }
 
-    /// Formats one row (time, elapsed, cells) into `out`.
-    pub fn format_row(&self, sample: &Sample, cells: &[Cell], out: &mut String) {
-        self.format_row_with_clock(sample, cells, None, out)
-    }
-
-    /// [`Recorder::format_row`] with the reference-clock cells of `--clock-ref` (`clock` is
-    /// the burst result that arrived since the previous row, if any).
-    pub fn format_row_with_clock(
+    /// Formats one row (time, elapsed, cells, and with `--clock-ref` the burst result that
+    /// arrived since the previous row, if any) into `out`.
+    pub fn format_row(
         &self,
         sample: &Sample,
         cells: &[Cell],
@@ -374,7 +369,7 @@ impl Recorder {
             if self.config.raw || have_prev {
                 self.schema.derive(&prev, &cur, &mut cells);
                 let clock = background.as_ref().and_then(|b| b.take());
-                self.format_row_with_clock(&cur, &cells, clock.as_ref(), &mut line);
+                self.format_row(&cur, &cells, clock.as_ref(), &mut line);
                 if let Err(e) = sink.write_row(line.as_bytes()) {
                     error = Some(e);
                     break;
