@@ -3,47 +3,49 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use crate::util::{Guard, require, vmmon, vmmon_bin};
 
-/// A running `vmmon clock serve` on a free loopback port (killed if a test fails first).
+/// A running `vmmon clock serve` on a free loopback port, in a process group of its own
+/// (killed if a test fails first).
 struct Serve {
-    child: Option<Child>,
+    guard: Guard,
     port: u16,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
 }
 
 impl Serve {
     fn start() -> Serve {
-        let mut child = vmmon()
-            .args(["clock", "serve", "--listen", "127.0.0.1:0"])
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start server");
+        Serve::spawn(vmmon())
+    }
+
+    /// A server whose clock faketime shifts by `spec` (e.g. `+2.5s`).
+    fn faked(spec: &str) -> Serve {
+        let mut cmd = std::process::Command::new("faketime");
+        cmd.args(["-f", spec]).arg(vmmon_bin());
+        Serve::spawn(cmd)
+    }
+
+    fn spawn(mut cmd: std::process::Command) -> Serve {
+        let mut guard = Guard::spawn(
+            cmd.args(["clock", "serve", "--listen", "127.0.0.1:0"])
+                .stderr(Stdio::piped()),
+        );
         let mut first = String::new();
-        BufReader::new(child.stderr.as_mut().expect("stderr"))
-            .read_line(&mut first)
-            .expect("read");
+        let stderr = guard
+            .0
+            .as_mut()
+            .and_then(|c| c.stderr.as_mut())
+            .expect("stderr");
+        BufReader::new(stderr).read_line(&mut first).expect("read");
         let port = first
             .rsplit(':')
             .next()
             .and_then(|p| p.split_whitespace().next())
             .and_then(|p| p.parse().ok())
             .unwrap_or_else(|| panic!("no port in {first:?}"));
-        Serve {
-            child: Some(child),
-            port,
-        }
+        Serve { guard, port }
     }
 
     fn addr(&self) -> String {
@@ -51,11 +53,12 @@ impl Serve {
     }
 
     /// SIGTERM, then the exit code and the rest of stderr (the counters).
-    fn stop(mut self) -> (Option<i32>, String) {
-        let child = self.child.take().expect("running");
-        // SAFETY: kill has no memory-safety preconditions.
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        let out = child.wait_with_output().expect("wait");
+    fn stop(self) -> (Option<i32>, String) {
+        let out = self
+            .guard
+            .signal(libc::SIGTERM)
+            .wait_with_output()
+            .expect("wait");
         (
             out.status.code(),
             String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -481,35 +484,17 @@ fn ntp_interoperates_with_chrony() {
         return;
     }
     // chronyd -Q: query once, print the offset, never touch the system clock.
-    // Process groups: killing faketime alone would leave the program it runs.
-    let mut serve = Guard::spawn(
-        std::process::Command::new("faketime")
-            .args(["-f", "+2.5s"])
-            .arg(vmmon_bin())
-            .args(["clock", "serve", "--listen", "127.0.0.1:0"])
-            .stderr(Stdio::piped()),
-    );
-    let mut first = String::new();
-    let serve_stderr = serve
-        .0
-        .as_mut()
-        .and_then(|c| c.stderr.as_mut())
-        .expect("stderr");
-    BufReader::new(serve_stderr)
-        .read_line(&mut first)
-        .expect("read");
-    let port = first
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no port in {first:?}"));
+    let serve = Serve::faked("+2.5s");
     let dir = tempfile::tempdir().expect("tempdir");
     let out = std::process::Command::new("chronyd")
         .args(["-Q", "-t", "20", "-u", "root", "-f", "/dev/null"])
-        .arg(format!("server 127.0.0.1 port {port} iburst maxsamples 4"))
+        .arg(format!(
+            "server 127.0.0.1 port {} iburst maxsamples 4",
+            serve.port
+        ))
         .output()
         .expect("chronyd -Q");
-    let _ = serve.signal(libc::SIGTERM).wait();
+    serve.stop();
     let said =
         String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
     let wrong: f64 = said
