@@ -9,6 +9,7 @@
 pub mod align;
 pub mod cli;
 pub mod clock;
+pub mod guest;
 pub mod load;
 pub mod record;
 pub mod sysid;
