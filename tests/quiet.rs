@@ -6,4 +6,6 @@
 
 mod util;
 
+mod quiet_guest;
 mod quiet_load;
+mod util_guest;
