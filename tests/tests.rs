@@ -8,5 +8,9 @@ mod arx;
 mod cli;
 mod clock;
 mod fixtures;
+mod guest;
 mod load;
 mod sar;
+// Shared with the quiet tests, which use all of it.
+#[allow(dead_code)]
+mod util_guest;
