@@ -71,6 +71,8 @@ pub struct Config {
     pub cpus: u32,
     /// TCG (the default: works without `/dev/kvm`) or KVM.
     pub accel: Accel,
+    /// qemu's `-cpu` model; by default qemu's own under TCG and `host` under KVM.
+    pub cpu: Option<String>,
     /// The network card (default none).
     pub network: Network,
     /// More kernel command line, after `console=ttyS0 panic=-1`.
@@ -93,6 +95,7 @@ impl Config {
             memory_mib: 256,
             cpus: 1,
             accel: Accel::Tcg,
+            cpu: None,
             network: Network::None,
             append: String::new(),
             extra_args: Vec::new(),
@@ -116,7 +119,12 @@ impl Config {
         push(&["-name", &format!("guest={},debug-threads=on", self.name)]);
         match self.accel {
             Accel::Tcg => push(&["-accel", "tcg"]),
-            Accel::Kvm => push(&["-accel", "kvm", "-cpu", "host"]),
+            Accel::Kvm => push(&["-accel", "kvm"]),
+        }
+        match (&self.cpu, self.accel) {
+            (Some(cpu), _) => push(&["-cpu", cpu]),
+            (None, Accel::Kvm) => push(&["-cpu", "host"]),
+            (None, Accel::Tcg) => {}
         }
         push(&[
             "-m",
@@ -675,5 +683,95 @@ impl Drop for Guest {
         self.kill();
         // Closing the last descriptor removes the tap; qemu's copy is gone with qemu.
         self.tap = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> Config {
+        let kernel = Kernel {
+            vmlinuz: "/k/vmlinuz".into(),
+            vmlinux: Some("/k/vmlinux".into()),
+            modules: "/k/modules".into(),
+            version: "6.1".into(),
+        };
+        Config::new("vm1", &kernel, Path::new("/k/initrd"))
+    }
+
+    fn joined(c: &Config, fd: Option<i32>) -> String {
+        let args = c.args(fd).unwrap();
+        args.iter()
+            .map(|a| a.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    #[test]
+    fn the_command_line_says_what_the_config_says() {
+        let mut c = config();
+        let line = joined(&c, None);
+        assert!(
+            line.starts_with("-name guest=vm1,debug-threads=on -accel tcg -m 256 -smp 1 "),
+            "{line}"
+        );
+        assert!(
+            line.contains("-nodefaults -no-user-config -display none -serial stdio -no-reboot"),
+            "{line}"
+        );
+        assert!(
+            line.contains("-append console=ttyS0 panic=-1 -kernel /k/vmlinux -initrd /k/initrd"),
+            "{line}"
+        );
+        assert!(
+            !line.contains("-cpu") && !line.contains("-netdev"),
+            "{line}"
+        );
+
+        c.accel = Accel::Kvm;
+        c.append = "quiet".into();
+        c.extra_args = vec!["-device".into(), "virtio-serial".into()];
+        c.network = Network::Tap {
+            ifname: "t0".into(),
+            net: GuestNet::slash24([10, 1, 2]),
+            vhost: true,
+        };
+        let line = joined(&c, Some(7));
+        assert!(line.contains("-accel kvm -cpu host"), "{line}");
+        assert!(
+            line.contains("-append console=ttyS0 panic=-1 quiet"),
+            "{line}"
+        );
+        assert!(line.contains("-netdev tap,id=net0,fd=7,vhost=on"), "{line}");
+        assert!(
+            line.contains("virtio-net-pci,netdev=net0,mac=52:54:00:01:02:02,romfile="),
+            "{line}"
+        );
+        assert!(line.ends_with("-device virtio-serial"), "{line}");
+        assert!(c.args(None).unwrap_err().to_string().contains("descriptor"));
+
+        c.cpu = Some("max".into());
+        c.network = Network::User {
+            net: GuestNet::user(),
+            hostfwd: vec!["tcp:127.0.0.1:2222-:22".into()],
+        };
+        let line = joined(&c, None);
+        assert!(
+            line.contains("-cpu max") && !line.contains("-cpu host"),
+            "{line}"
+        );
+        assert!(
+            line.contains(
+                "-netdev user,id=net0,net=10.0.2.0/24,host=10.0.2.2,hostfwd=tcp:127.0.0.1:2222-:22"
+            ),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn tap_names_are_short_and_distinct() {
+        let (a, b) = (unique_tap_name(), unique_tap_name());
+        assert!(a.len() <= 15 && b.len() <= 15 && a != b, "{a} {b}");
     }
 }
