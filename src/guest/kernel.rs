@@ -506,6 +506,27 @@ mod tests {
     }
 
     #[test]
+    fn the_cache_lock_makes_a_second_taker_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".lock");
+        let first = lock(&path).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let p = path.clone();
+        let waiter = std::thread::spawn(move || {
+            let _second = lock(&p).unwrap();
+            tx.send(()).unwrap();
+        });
+        let wait = std::time::Duration::from_millis(200);
+        assert!(rx.recv_timeout(wait).is_err(), "taken twice");
+        drop(first);
+        rx.recv_timeout(std::time::Duration::from_secs(10))
+            .expect("taken after release");
+        waiter.join().unwrap();
+        let err = lock(&dir.path().join("no/such/dir/.lock")).unwrap_err();
+        assert!(err.to_string().contains("cannot open lock file"), "{err}");
+    }
+
+    #[test]
     fn a_bad_cache_pointer_is_an_error_not_a_download() {
         let dir = tempfile::tempdir().unwrap();
         let base = dir.path().join("debian-kernel");
