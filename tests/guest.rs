@@ -179,6 +179,22 @@ fn modules_come_with_their_dependencies_first_compressed_or_built_in() {
     }
     assert!(mods[1].path.to_string_lossy().ends_with("failover.ko.xz"));
 
+    // /init loads them in that order, each once however often it was asked for.
+    let mut image = Initramfs::new(busybox()).expect("image");
+    image.modules(&fake, &["virtio_net"]).expect("modules");
+    image
+        .modules(&fake, &["failover", "virtio_net"])
+        .expect("modules again");
+    let init = image.init();
+    let loads: Vec<&str> = init.lines().filter(|l| l.starts_with("insmod ")).collect();
+    assert_eq!(loads.len(), 4, "{init}");
+    for (line, name) in loads.iter().zip(&names) {
+        assert!(
+            line.starts_with(&format!("insmod /lib/modules/6.0.0-test/{name}.ko ||")),
+            "{line}"
+        );
+    }
+
     let err = fake
         .resolve_modules(&["no_such_module"])
         .unwrap_err()

@@ -208,10 +208,11 @@ impl Initramfs {
     /// `/lib/modules/VERSION/`, to be loaded by `/init` in that order.
     pub fn modules(&mut self, kernel: &Kernel, wanted: &[&str]) -> anyhow::Result<&mut Self> {
         for m in kernel.resolve_modules(wanted)? {
-            if self.modules.contains(&m.name) {
+            let path = format!("/lib/modules/{}/{}.ko", kernel.version, m.name);
+            // Asked for twice (or a dependency of both calls): loaded once.
+            if self.modules.contains(&path) {
                 continue;
             }
-            let path = format!("/lib/modules/{}/{}.ko", kernel.version, m.name);
             self.put(
                 &path,
                 Entry::File {

@@ -444,7 +444,12 @@ fn cached(base: &Path) -> anyhow::Result<Option<Kernel>> {
     if package.is_empty() || package.contains('/') {
         bail!("{} does not name a package; delete it", current.display());
     }
-    Kernel::in_tree(&base.join(&package)).map(Some)
+    let tree = base.join(&package);
+    // A tree removed by hand is fetched again.
+    if !tree.exists() {
+        return Ok(None);
+    }
+    Kernel::in_tree(&tree).map(Some)
 }
 
 fn remove_dir_if_exists(dir: &Path) -> anyhow::Result<()> {
