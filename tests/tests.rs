@@ -10,3 +10,4 @@ mod clock;
 mod fixtures;
 mod load;
 mod sar;
+mod vms;
