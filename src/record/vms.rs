@@ -281,6 +281,9 @@ struct Vm {
     /// Taps found in its `/dev/net/tun` descriptors; `None` until a scan succeeded.
     taps: Option<Vec<String>>,
     since_fd_scan: u64,
+    /// List the threads again at the next sample (they are listed at the fd-scan period, or
+    /// each sample while no vCPU is known).
+    relist: bool,
     alive: bool,
     /// Cumulative raw values in [`VM_METRICS`] order.
     raw: [Option<u64>; 12],
@@ -620,7 +623,9 @@ impl VmView {
             vhost_out_ns: 0,
             emulator_max: None,
             taps: None,
-            since_fd_scan: 0,
+            // Spread the VMs' periodic scans over the period instead of all in one sample.
+            since_fd_scan: self.vms.len() as u64 % self.fd_rescan,
+            relist: true,
             alive: true,
             raw: [None; 12],
             long: None,
@@ -782,6 +787,7 @@ impl Vm {
         let vm = self;
         if vm.taps.is_none() || vm.since_fd_scan >= every {
             vm.since_fd_scan = 0;
+            vm.relist = true;
             match find_taps(&vm.dir, buf) {
                 Ok(taps) => {
                     if taps.is_empty() {
@@ -809,11 +815,68 @@ impl Vm {
         vm.since_fd_scan += 1;
     }
 
-    /// Lists the process's threads, classifies new ones, and accumulates vCPU and vhost time.
+    /// Lists the process's threads when due and classifies new ones, then accumulates vCPU and
+    /// vhost time. Between listings only the known vCPU and vhost threads are read: listing
+    /// and classifying every thread of every VM each sample was most of the cost.
     fn update_threads(&mut self, buf: &mut Vec<u8>, tick_ns: u64) {
         let task_dir = self.dir.join("task");
+        let vcpus = self
+            .threads
+            .values()
+            .filter(|t| t.role == Role::Vcpu)
+            .count();
+        let relist = std::mem::take(&mut self.relist) || vcpus == 0;
+        if relist {
+            self.list_threads(&task_dir);
+        }
+        let mut delay_seen = false;
+        let mut delay_sum = 0u64;
+        let mut gone = Vec::new();
+        for (tid, t) in &mut self.threads {
+            if t.role == Role::Other {
+                if self.named || !relist {
+                    continue;
+                }
+                // Without thread names, a thread that has run guest code is a vCPU (KVM).
+                let path = task_dir.join(tid.to_string()).join("stat");
+                let guest = std::fs::read(&path).ok().and_then(|b| parse_stat(&b));
+                if guest.is_none_or(|s| s.guest == 0) {
+                    continue;
+                }
+                t.role = Role::Vcpu;
+            }
+            if t.task.is_none() {
+                t.task = Task::open(&task_dir.join(tid.to_string()));
+            }
+            let Some(task) = &mut t.task else { continue };
+            let Some((run, delay)) = task.advance(buf, tick_ns) else {
+                gone.push(*tid);
+                continue;
+            };
+            match t.role {
+                Role::Vcpu => {
+                    self.vcpu_ns += run;
+                    if let Some(d) = delay {
+                        delay_seen = true;
+                        delay_sum += d;
+                    }
+                }
+                Role::Vhost => self.vhost_in_ns += run,
+                Role::Other => {}
+            }
+        }
+        for tid in gone {
+            self.threads.remove(&tid);
+        }
+        if delay_seen {
+            self.delay_ns = Some(self.delay_ns.unwrap_or(0) + delay_sum);
+        }
+    }
+
+    /// Lists `task/`: new threads are classified by name, gone ones forgotten.
+    fn list_threads(&mut self, task_dir: &Path) {
         let mut live = HashSet::new();
-        if let Ok(dir) = std::fs::read_dir(&task_dir) {
+        if let Ok(dir) = std::fs::read_dir(task_dir) {
             for entry in dir.flatten() {
                 let Some(tid) = entry
                     .file_name()
@@ -841,43 +904,6 @@ impl Vm {
             }
         }
         self.threads.retain(|tid, _| live.contains(tid));
-        let mut delay_seen = false;
-        let mut delay_sum = 0u64;
-        for (tid, t) in &mut self.threads {
-            if t.role == Role::Other {
-                if self.named {
-                    continue;
-                }
-                // Without thread names, a thread that has run guest code is a vCPU (KVM).
-                let path = task_dir.join(tid.to_string()).join("stat");
-                let guest = std::fs::read(&path).ok().and_then(|b| parse_stat(&b));
-                if guest.is_none_or(|s| s.guest == 0) {
-                    continue;
-                }
-                t.role = Role::Vcpu;
-            }
-            if t.task.is_none() {
-                t.task = Task::open(&task_dir.join(tid.to_string()));
-            }
-            let Some(task) = &mut t.task else { continue };
-            let Some((run, delay)) = task.advance(buf, tick_ns) else {
-                continue;
-            };
-            match t.role {
-                Role::Vcpu => {
-                    self.vcpu_ns += run;
-                    if let Some(d) = delay {
-                        delay_seen = true;
-                        delay_sum += d;
-                    }
-                }
-                Role::Vhost => self.vhost_in_ns += run,
-                Role::Other => {}
-            }
-        }
-        if delay_seen {
-            self.delay_ns = Some(self.delay_ns.unwrap_or(0) + delay_sum);
-        }
     }
 }
 
