@@ -1,0 +1,412 @@
+//! Reading a host trace written by `vmmon record --vms`: the VMs and the host's pool columns
+//! found by name, every row's cells kept with empty cells as NaN (unknown), and each row's
+//! interval length.
+//!
+//! `trace::read::read_series` is not used for the cells: it places rows on an even grid and
+//! either refuses, interpolates or drops a row with an empty cell, while charging needs each
+//! row as it was written, with an empty cell meaning "unknown in this interval" (a VM that
+//! exited, a file that could not be read). The messages follow that reader's
+//! (`file:line:column: …`), and times are parsed by its `parse_time`.
+
+use std::io::Read;
+use std::path::Path;
+
+use anyhow::{Context, bail};
+
+use super::PoolPart;
+use crate::trace::read::parse_time;
+
+/// The per-VM metrics that are read (the column is `<vm>.<metric>`).
+pub const VM_COLUMNS: [&str; 9] = [
+    "vcpu_cpu_pct",
+    "emulator_cpu_pct",
+    "vhost_cpu_pct",
+    "net_guest_rx_packets_per_s",
+    "net_guest_tx_packets_per_s",
+    "net_guest_rx_bytes_per_s",
+    "net_guest_tx_bytes_per_s",
+    "disk_read_bytes_per_s",
+    "disk_write_bytes_per_s",
+];
+
+/// The column whose presence makes a VM: `<vm>.vcpu_cpu_pct`.
+pub const VM_MARKER: &str = "vcpu_cpu_pct";
+
+/// The host's non-idle CPU time, percent of one CPU.
+pub const BUSY_COLUMN: &str = "busy_cpu_pct";
+
+/// One VM's columns: CPU in percent of one CPU, I/O per second; NaN where a cell was empty.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VmSeries {
+    /// The VM's name: everything before `.vcpu_cpu_pct` (`vm1`, or `host.vm1` after align).
+    pub name: String,
+    /// CPU time of the vCPU threads.
+    pub vcpu_pct: Vec<f64>,
+    /// CPU time of qemu's other threads (main loop, I/O threads).
+    pub emulator_pct: Vec<f64>,
+    /// CPU time of the VM's vhost worker threads.
+    pub vhost_pct: Vec<f64>,
+    /// Packets received by the guest on its tap, per second.
+    pub rx_packets: Vec<f64>,
+    /// Packets sent by the guest, per second.
+    pub tx_packets: Vec<f64>,
+    /// Bytes received by the guest, per second.
+    pub rx_bytes: Vec<f64>,
+    /// Bytes sent by the guest, per second.
+    pub tx_bytes: Vec<f64>,
+    /// Bytes the qemu process read from storage, per second.
+    pub disk_read_bytes: Vec<f64>,
+    /// Bytes the qemu process wrote to storage, per second.
+    pub disk_write_bytes: Vec<f64>,
+}
+
+impl VmSeries {
+    /// A VM named `name` with `rows` intervals of zeros (for building traces in memory).
+    pub fn zeros(name: &str, rows: usize) -> VmSeries {
+        let z = vec![0.0; rows];
+        VmSeries {
+            name: name.to_string(),
+            vcpu_pct: z.clone(),
+            emulator_pct: z.clone(),
+            vhost_pct: z.clone(),
+            rx_packets: z.clone(),
+            tx_packets: z.clone(),
+            rx_bytes: z.clone(),
+            tx_bytes: z.clone(),
+            disk_read_bytes: z.clone(),
+            disk_write_bytes: z,
+        }
+    }
+
+    /// The series in the order of [`VM_COLUMNS`].
+    pub fn columns(&self) -> [&Vec<f64>; 9] {
+        [
+            &self.vcpu_pct,
+            &self.emulator_pct,
+            &self.vhost_pct,
+            &self.rx_packets,
+            &self.tx_packets,
+            &self.rx_bytes,
+            &self.tx_bytes,
+            &self.disk_read_bytes,
+            &self.disk_write_bytes,
+        ]
+    }
+
+    fn columns_mut(&mut self) -> [&mut Vec<f64>; 9] {
+        [
+            &mut self.vcpu_pct,
+            &mut self.emulator_pct,
+            &mut self.vhost_pct,
+            &mut self.rx_packets,
+            &mut self.tx_packets,
+            &mut self.rx_bytes,
+            &mut self.tx_bytes,
+            &mut self.disk_read_bytes,
+            &mut self.disk_write_bytes,
+        ]
+    }
+}
+
+/// A host trace ready for charging: one entry per row (interval) in every series.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HostTrace {
+    /// The file name (or `<stdin>`) for messages.
+    pub label: String,
+    /// Each row's `time` cell as written (the interval ends then).
+    pub time: Vec<String>,
+    /// Each interval's length in seconds.
+    pub dt: Vec<f64>,
+    /// The VMs, in the order of their columns.
+    pub vms: Vec<VmSeries>,
+    /// The pool parts present in the trace, percent of one CPU.
+    pub pool: Vec<(PoolPart, Vec<f64>)>,
+    /// The host's busy CPU (`busy_cpu_pct`), if the trace has it.
+    pub busy_pct: Option<Vec<f64>>,
+    /// How the trace was read (interval of the first row, time source).
+    pub notes: Vec<String>,
+}
+
+impl HostTrace {
+    /// Rows (intervals).
+    pub fn len(&self) -> usize {
+        self.dt.len()
+    }
+
+    /// Whether there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.dt.is_empty()
+    }
+}
+
+fn usage(msg: String) -> anyhow::Error {
+    anyhow::Error::new(crate::record::UsageError(msg))
+}
+
+/// Finds a host column: the exact name, or else the one column ending in `.NAME` (an aligned
+/// trace's `host.NAME`).
+fn host_column(header: &[String], name: &str, label: &str) -> anyhow::Result<Option<usize>> {
+    if let Some(i) = header.iter().position(|h| h == name) {
+        return Ok(Some(i));
+    }
+    let suffix = format!(".{name}");
+    let found: Vec<usize> = (0..header.len())
+        .filter(|&i| header[i].ends_with(&suffix))
+        .collect();
+    match found.as_slice() {
+        [] => Ok(None),
+        [i] => Ok(Some(*i)),
+        many => Err(usage(format!(
+            "{label}: several columns could be the host's {name}: {}; keep one (vmmon align \
+             --columns)",
+            many.iter()
+                .map(|&i| header[i].as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
+
+/// The `mode` of the trace's sidecar (`rates` or `raw`), if it has one.
+fn sidecar_mode(label: &str) -> Option<String> {
+    let path = crate::trace::sidecar_path(Path::new(label));
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
+    meta.get("mode")?.as_str().map(str::to_string)
+}
+
+/// Reads a host trace from `input` (a path, or `-` for standard input).
+///
+/// Usage errors (exit code 2): no per-VM columns (a trace recorded without `--vms`), a raw
+/// trace (`--raw`, counters ending in `_total`), a VM missing one of [`VM_COLUMNS`], no pool
+/// column. Other errors name the file, line and column of the bad cell.
+pub fn read_trace(input: &str) -> anyhow::Result<HostTrace> {
+    let (reader, label): (Box<dyn Read>, String) = if input == "-" {
+        (Box::new(std::io::stdin().lock()), "<stdin>".into())
+    } else {
+        let f = std::fs::File::open(Path::new(input))
+            .with_context(|| format!("cannot open trace {input}"))?;
+        (
+            Box::new(std::io::BufReader::with_capacity(1 << 16, f)),
+            input.into(),
+        )
+    };
+    read_from(reader, &label)
+}
+
+/// Reads a host trace from any reader; `label` names it in messages.
+pub fn read_from(reader: impl Read, label: &str) -> anyhow::Result<HostTrace> {
+    let mut csv = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(false)
+        .from_reader(reader);
+    let header: Vec<String> = csv
+        .headers()
+        .with_context(|| format!("{label}: cannot read the header"))?
+        .iter()
+        .map(|h| h.trim().to_string())
+        .collect();
+    let suffix = format!(".{VM_MARKER}");
+    let names: Vec<String> = header
+        .iter()
+        .filter_map(|h| h.strip_suffix(&suffix))
+        .filter(|n| !n.is_empty())
+        .map(str::to_string)
+        .collect();
+    if names.is_empty() {
+        // A raw trace has cumulative counters: `cpu_user_ticks_total`, a VM's
+        // `vm1.vcpu_…_total`, and says `"mode": "raw"` in its sidecar. (`procs_total` is a
+        // gauge in either mode, so `_total` alone does not tell.)
+        let raw: Vec<&str> = header
+            .iter()
+            .filter(|h| {
+                h.ends_with("_ticks_total") || (h.ends_with("_total") && h.contains(".vcpu_"))
+            })
+            .map(String::as_str)
+            .take(3)
+            .collect();
+        if !raw.is_empty() || sidecar_mode(label).as_deref() == Some("raw") {
+            let what = if raw.is_empty() {
+                "its sidecar says mode raw".to_string()
+            } else {
+                format!("cumulative counters such as {}", raw.join(", "))
+            };
+            return Err(usage(format!(
+                "{label} is a raw trace ({what}): charge needs per-interval rates; record \
+                 without --raw (vmmon record --vms)"
+            )));
+        }
+        return Err(usage(format!(
+            "{label} has no per-VM columns (<vm>.vcpu_cpu_pct, <vm>.net_guest_rx_packets_per_s, \
+             …): record the host with vmmon record --vms"
+        )));
+    }
+    let find = |name: &str| header.iter().position(|h| h == name);
+    let mut vm_idx: Vec<[usize; 9]> = Vec::with_capacity(names.len());
+    for vm in &names {
+        let mut idx = [0usize; 9];
+        let mut missing = Vec::new();
+        for (k, metric) in VM_COLUMNS.iter().enumerate() {
+            match find(&format!("{vm}.{metric}")) {
+                Some(i) => idx[k] = i,
+                None => missing.push(format!("{vm}.{metric}")),
+            }
+        }
+        if !missing.is_empty() {
+            return Err(usage(format!(
+                "{label}: VM {vm} lacks column(s) {}: charge needs every per-VM column of \
+                 vmmon record --vms",
+                missing.join(", ")
+            )));
+        }
+        vm_idx.push(idx);
+    }
+    let mut pool_idx = Vec::new();
+    for part in PoolPart::ALL {
+        if let Some(i) = host_column(&header, part.column(), label)? {
+            pool_idx.push((part, i));
+        }
+    }
+    if pool_idx.is_empty() {
+        return Err(usage(format!(
+            "{label} has no pool columns ({}): record the host with vmmon record --vms",
+            PoolPart::ALL.map(PoolPart::column).join(", ")
+        )));
+    }
+    let busy_idx = host_column(&header, BUSY_COLUMN, label)?;
+    let time_idx = find("time").with_context(|| {
+        usage(format!(
+            "{label} has no 'time' column; the columns are: {}",
+            header.join(", ")
+        ))
+    })?;
+    let elapsed_idx = host_column(&header, "elapsed", label)?;
+
+    let mut trace = HostTrace {
+        label: label.to_string(),
+        vms: names
+            .iter()
+            .map(|n| VmSeries {
+                name: n.clone(),
+                ..VmSeries::default()
+            })
+            .collect(),
+        pool: pool_idx.iter().map(|(p, _)| (*p, Vec::new())).collect(),
+        busy_pct: busy_idx.map(|_| Vec::new()),
+        ..HostTrace::default()
+    };
+    // The clock of each row's end: elapsed (monotonic) when present, else the time column.
+    let mut ends: Vec<f64> = Vec::new();
+    let mut lines: Vec<u64> = Vec::new();
+    let mut record = csv::ByteRecord::new();
+    loop {
+        let more = csv
+            .read_byte_record(&mut record)
+            .map_err(|e| anyhow::anyhow!("{label}: {e}"))?;
+        if !more {
+            break;
+        }
+        let line = record.position().map_or(0, |p| p.line());
+        let cell = |i: usize| -> anyhow::Result<&str> {
+            match std::str::from_utf8(record.get(i).unwrap_or(b"")) {
+                Ok(s) => Ok(s.trim()),
+                Err(_) => bail!("{label}:{line}:{}: the cell is not valid UTF-8", i + 1),
+            }
+        };
+        let value = |i: usize| -> anyhow::Result<f64> {
+            let text = cell(i)?;
+            if text.is_empty() {
+                return Ok(f64::NAN);
+            }
+            match text.parse::<f64>() {
+                Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+                Ok(v) if v.is_finite() => bail!(
+                    "{label}:{line}:{}: {text} in column {} is negative: CPU shares and I/O \
+                     rates cannot be",
+                    i + 1,
+                    header[i]
+                ),
+                Ok(_) => bail!(
+                    "{label}:{line}:{}: {text} in column {}: leave the cell empty for a missing \
+                     value",
+                    i + 1,
+                    header[i]
+                ),
+                Err(_) => bail!(
+                    "{label}:{line}:{}: '{text}' in column {} is not a number",
+                    i + 1,
+                    header[i]
+                ),
+            }
+        };
+        let time_text = cell(time_idx)?;
+        let end = match elapsed_idx {
+            Some(ei) => {
+                let text = cell(ei)?;
+                text.parse::<f64>()
+                    .ok()
+                    .filter(|v| v.is_finite())
+                    .with_context(|| {
+                        format!(
+                            "{label}:{line}:{}: elapsed '{text}' is not a number of seconds",
+                            ei + 1
+                        )
+                    })?
+            }
+            None => parse_time(time_text).with_context(|| {
+                format!(
+                    "{label}:{line}:{}: time '{time_text}' is not Unix seconds or RFC 3339",
+                    time_idx + 1
+                )
+            })?,
+        };
+        if let (Some(prev), Some(prev_line)) = (ends.last(), lines.last())
+            && end <= *prev
+        {
+            bail!(
+                "{label}:{line}: {} {end} does not increase (previous row, line {prev_line}, \
+                 has {prev})",
+                if elapsed_idx.is_some() {
+                    "elapsed"
+                } else {
+                    "time"
+                }
+            );
+        }
+        ends.push(end);
+        lines.push(line);
+        trace.time.push(time_text.to_string());
+        for (vm, idx) in trace.vms.iter_mut().zip(&vm_idx) {
+            for (col, &i) in vm.columns_mut().into_iter().zip(idx) {
+                col.push(value(i)?);
+            }
+        }
+        for ((_, col), (_, i)) in trace.pool.iter_mut().zip(&pool_idx) {
+            col.push(value(*i)?);
+        }
+        if let (Some(col), Some(i)) = (trace.busy_pct.as_mut(), busy_idx) {
+            col.push(value(i)?);
+        }
+    }
+    if ends.len() < 2 {
+        bail!(
+            "{label}: {} data row(s): at least two are needed to know the interval length",
+            ends.len()
+        );
+    }
+    let mut dt: Vec<f64> = ends.windows(2).map(|w| w[1] - w[0]).collect();
+    let mut sorted = dt.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted[sorted.len() / 2];
+    dt.insert(0, median);
+    trace.dt = dt;
+    trace.notes.push(format!(
+        "the first row's interval is taken as the median interval, {median} s"
+    ));
+    if elapsed_idx.is_none() {
+        trace
+            .notes
+            .push("no 'elapsed' column: interval lengths come from the time column".to_string());
+    }
+    Ok(trace)
+}
