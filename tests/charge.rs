@@ -1020,3 +1020,49 @@ fn notes_and_the_table_on_stderr() {
         assert!(err.contains(want), "missing {want:?} in\n{err}");
     }
 }
+
+#[test]
+fn outputs_go_where_asked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let host = data("host3.csv");
+    let csv = dir.path().join("i.csv");
+    let c = csv.to_str().expect("path");
+    // The summary on standard output, the intervals in a file; `-o -` is standard output.
+    let (out, _) = run_ok(&["charge", &host, "-o", c, "--summary", "-"]);
+    assert!(out.starts_with("vm,vcpu_cpu_s,"), "{out}");
+    assert_eq!(out.lines().count(), 1 + 3 + 2);
+    let intervals = std::fs::read_to_string(&csv).expect("intervals written");
+    assert_eq!(run_ok(&["charge", &host, "-o", "-"]).0, intervals);
+    let (out, _) = run_ok(&["charge", &host, "--calibrate", "-o", c, "--json", "-"]);
+    let v: Value = serde_json::from_str(&out).expect("JSON on standard output");
+    assert_eq!(v["method"], "calibrated");
+    assert_eq!(v["vms"], serde_json::json!(["vm1", "db_2", "web3"]));
+    assert_eq!(v["empty_cells"]["web3.vcpu_cpu_pct"], 6);
+    let (code, err) = run_err(&["charge", &host, "-o", c, "--json", "-", "--summary", "-"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("only one of --summary and --json can go to standard output"),
+        "{err}"
+    );
+    // A reader that stops early does not keep the summary from being written.
+    let summary = dir.path().join("s.csv");
+    let mut child = vmmon()
+        .args([
+            "charge",
+            &host,
+            "--summary",
+            summary.to_str().expect("path"),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    drop(child.stdout.take());
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        std::fs::read_to_string(&summary)
+            .expect("summary")
+            .starts_with("vm,")
+    );
+}

@@ -280,7 +280,9 @@ pub fn read_from(reader: impl Read, label: &str) -> anyhow::Result<HostTrace> {
             header.join(", ")
         ))
     })?;
-    let elapsed_idx = host_column(&header, "elapsed", label)?;
+    // Only the recorder's own `elapsed`: after align, a prefixed one is a source's clock,
+    // not the grid's, and the grid's `time` is the better measure.
+    let elapsed_idx = find("elapsed");
 
     let mut trace = HostTrace {
         label: label.to_string(),

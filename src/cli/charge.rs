@@ -35,7 +35,7 @@ pub struct ChargeArgs {
     #[arg(long)]
     calibrate: bool,
 
-    /// Write the per-interval CSV to FILE instead of standard output.
+    /// Write the per-interval CSV to FILE instead of standard output (- is standard output).
     #[arg(
         short = 'o',
         long = "out",
@@ -71,7 +71,9 @@ fn write_to(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
 }
 
 /// Runs `vmmon charge`.
-pub fn run(a: ChargeArgs) -> anyhow::Result<i32> {
+pub fn run(mut a: ChargeArgs) -> anyhow::Result<i32> {
+    // `-o -` is standard output, as no --out is.
+    a.out = a.out.filter(|p| p.as_os_str() != "-");
     let to_stdout = [is_stdout(&a.summary), is_stdout(&a.json)];
     if to_stdout.iter().any(|s| *s) && a.out.is_none() {
         return Err(usage(
