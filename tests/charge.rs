@@ -1066,3 +1066,73 @@ fn outputs_go_where_asked() {
             .starts_with("vm,")
     );
 }
+
+/// host3.csv in the long layout of `vmmon record --vms --format long`: `time,vm,metric,value`,
+/// host metrics (elapsed among them) with an empty vm, and no rows for a VM whose cells are
+/// all empty (it is not running).
+fn long_layout(wide: &str) -> String {
+    let mut lines = wide.lines();
+    let head: Vec<&str> = lines.next().expect("header").split(',').collect();
+    let mut out = String::from("time,vm,metric,value\n");
+    for line in lines {
+        let cells: Vec<&str> = line.split(',').collect();
+        let running = |vm: &str| {
+            head.iter()
+                .zip(&cells)
+                .any(|(h, c)| h.starts_with(&format!("{vm}.")) && !c.is_empty())
+        };
+        for (h, c) in head.iter().zip(&cells).skip(1) {
+            let (vm, metric) = h.split_once('.').unwrap_or(("", h));
+            if vm.is_empty() || running(vm) {
+                out += &format!("{},{vm},{metric},{c}\n", cells[0]);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn the_long_layout_gives_the_same_charges() {
+    let text = std::fs::read_to_string(data("host3.csv")).expect("trace");
+    let long = long_layout(&text);
+    // web3 exits for the last 6 of 120 rows.
+    assert_eq!(long.matches(",web3,vcpu_cpu_pct,").count(), 114);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let f = write_file(&dir, "long.csv", &long);
+    for args in [&["--by", "mixed"][..], &["--calibrate"][..]] {
+        let mut a = vec!["charge", f.as_str()];
+        a.extend_from_slice(args);
+        let (got, _) = run_ok(&a);
+        let host = data("host3.csv");
+        let mut w = vec!["charge", host.as_str()];
+        w.extend_from_slice(args);
+        assert_eq!(got, run_ok(&w).0, "{args:?}");
+    }
+    // A raw trace in the long layout is refused as raw.
+    let raw = write_file(
+        &dir,
+        "rawlong.csv",
+        "time,vm,metric,value\n1,,elapsed,0\n1,vm1,vcpu_cpu_ns_total,5\n2,,elapsed,1\n",
+    );
+    let (code, err) = run_err(&["charge", &raw]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("is a raw trace (cumulative counters such as vm1.vcpu_cpu_ns_total)"),
+        "{err}"
+    );
+    // A bad value names its line and the value column.
+    let bad = long.replacen(",vm1,vhost_cpu_pct,", ",vm1,vhost_cpu_pct,x", 1);
+    let f = write_file(&dir, "badlong.csv", &bad);
+    let (code, err) = run_err(&["charge", &f]);
+    assert_eq!(code, 1);
+    let line = bad
+        .lines()
+        .position(|l| l.contains(",vm1,vhost_cpu_pct,x"))
+        .expect("the bad line")
+        + 1;
+    assert!(
+        err.contains(&format!("badlong.csv:{line}:4: 'x"))
+            && err.contains("in column vm1.vhost_cpu_pct is not a number"),
+        "{err}"
+    );
+}

@@ -13,8 +13,8 @@ use crate::charge::{self, By, Options, PoolPart, output};
 /// Options of `vmmon charge`.
 #[derive(Debug, Args)]
 pub struct ChargeArgs {
-    /// Host trace written by `vmmon record --vms` (or aligned from one), or - for standard
-    /// input.
+    /// Host trace written by `vmmon record --vms` (wide or `--format long`, or aligned from
+    /// one), or - for standard input.
     #[arg(value_name = "HOSTTRACE")]
     trace: String,
 
