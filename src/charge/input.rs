@@ -138,6 +138,43 @@ impl HostTrace {
     pub fn is_empty(&self) -> bool {
         self.dt.is_empty()
     }
+
+    /// Checks a trace built in memory: every series as long as `dt`, intervals positive, and
+    /// values finite and ≥ 0 or NaN (unknown). Traces from [`read_trace`] always pass.
+    pub fn check(&self) -> anyhow::Result<()> {
+        let n = self.dt.len();
+        let label = &self.label;
+        if self.time.len() != n {
+            bail!("{label}: {} times for {n} intervals", self.time.len());
+        }
+        if let Some(t) = self.dt.iter().position(|d| !(d.is_finite() && *d > 0.0)) {
+            bail!("{label}: interval {t} has length {}", self.dt[t]);
+        }
+        let mut series: Vec<(String, &[f64])> = Vec::new();
+        for vm in &self.vms {
+            for (metric, col) in VM_COLUMNS.iter().zip(vm.columns()) {
+                series.push((format!("{}.{metric}", vm.name), col));
+            }
+        }
+        for (part, col) in &self.pool {
+            series.push((part.column().to_string(), col));
+        }
+        if let Some(b) = &self.busy_pct {
+            series.push((BUSY_COLUMN.to_string(), b));
+        }
+        for (name, col) in series {
+            if col.len() != n {
+                bail!("{label}: {name} has {} values for {n} intervals", col.len());
+            }
+            if let Some(t) = col
+                .iter()
+                .position(|v| !(v.is_nan() || (v.is_finite() && *v >= 0.0)))
+            {
+                bail!("{label}: {name} is {} in interval {t}", col[t]);
+            }
+        }
+        Ok(())
+    }
 }
 
 fn usage(msg: String) -> anyhow::Error {

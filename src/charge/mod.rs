@@ -288,8 +288,10 @@ fn known(v: f64) -> Option<f64> {
 ///
 /// Empty cells: an empty own-CPU cell charges nothing for that part; an empty I/O cell
 /// counts as 0; an empty pool cell counts as 0 in the pool. Each is counted in
-/// [`Report::empty_cells`] and summed up in a note.
+/// [`Report::empty_cells`] and summed up in a note. A trace built in memory is checked first
+/// ([`HostTrace::check`]).
 pub fn charge(trace: &HostTrace, opts: &Options) -> anyhow::Result<Report> {
+    trace.check()?;
     let label = &trace.label;
     let parts: Vec<usize> = if opts.pool.is_empty() {
         (0..trace.pool.len()).collect()
@@ -579,5 +581,39 @@ fn summarise(
         empty_cells,
         notes,
         rows,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_malformed_trace_in_memory_is_refused_not_a_panic() {
+        let mut trace = HostTrace {
+            label: "mem".into(),
+            time: vec!["1".into(), "2".into()],
+            dt: vec![1.0, 1.0],
+            vms: vec![VmSeries::zeros("a", 2)],
+            pool: vec![(PoolPart::Softirq, vec![1.0, 2.0])],
+            ..HostTrace::default()
+        };
+        assert!(charge(&trace, &Options::default()).is_ok());
+        trace.vms[0].rx_packets.pop();
+        let e = charge(&trace, &Options::default()).expect_err("short series");
+        assert_eq!(
+            e.to_string(),
+            "mem: a.net_guest_rx_packets_per_s has 1 values for 2 intervals"
+        );
+        trace.vms[0].rx_packets.push(-1.0);
+        let e = charge(&trace, &Options::default()).expect_err("negative");
+        assert_eq!(
+            e.to_string(),
+            "mem: a.net_guest_rx_packets_per_s is -1 in interval 1"
+        );
+        trace.vms[0].rx_packets[1] = 0.0;
+        trace.dt[0] = 0.0;
+        let e = charge(&trace, &Options::default()).expect_err("zero interval");
+        assert_eq!(e.to_string(), "mem: interval 0 has length 0");
     }
 }
