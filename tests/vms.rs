@@ -427,3 +427,96 @@ fn errors_in_vm_options() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// The recorder's own output, sample by sample from a synthetic tree, charged by
+/// `vmmon charge`: the pool is split by packets exactly as set up.
+#[test]
+fn recorded_trace_is_charged_by_packets() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = FakeProc::new(dir.path()).unwrap();
+    let t = ticks_per_second();
+    // web sends 30 packets/s and db 10/s; softirq runs 20% of one CPU, kthreads not at all.
+    let state = |k: u64| {
+        p.host_cpu([50 * k, 0, 0, 100 * k, 0, 0, t / 5 * k, 0, 0, 0])
+            .unwrap();
+        for (pid, name, pps) in [(1000, "web", 30), (2000, "db", 10)] {
+            let arg = format!("guest={name},debug-threads=on");
+            p.vmm(
+                pid,
+                "qemu-system-x86",
+                &["qemu-system-x86_64", "-name", &arg],
+                (t * k, 0),
+            )
+            .unwrap();
+            p.thread(pid, pid + 1, "CPU 0/TCG", S / 2 * k, 0, 0)
+                .unwrap();
+            p.tun_fd(pid, 9, &format!("tap{pid}")).unwrap();
+        }
+        p.net_dev(&[
+            ("tap1000", [100 * k, 30 * k, 0, 0]),
+            ("tap2000", [0, 0, 50 * k, 10 * k]),
+        ])
+        .unwrap();
+    };
+    state(0);
+    let config = RecordConfig {
+        proc_root: p.root().to_path_buf(),
+        sys_root: p.root().join("no-sys"),
+        vms: Some(VmSelect::default()),
+        ..RecordConfig::default()
+    };
+    let mut rec = Recorder::new(config).unwrap();
+    let mut csv = rec.header();
+    let mut prev = rec.schema().new_sample();
+    rec.read(&mut prev);
+    let mut cells = Vec::new();
+    let mut line = String::new();
+    for k in 1..=12 {
+        state(k);
+        let mut cur = rec.schema().new_sample();
+        cur.mono = Duration::from_secs(k);
+        cur.wall = Duration::from_secs(1_700_000_000 + k);
+        rec.read(&mut cur);
+        rec.schema().derive(&prev, &cur, &mut cells);
+        rec.format_row(&cur, &cells, None, &mut line);
+        csv.push_str(&line);
+        prev = cur;
+    }
+    let trace = dir.path().join("host.csv");
+    std::fs::write(&trace, csv).unwrap();
+    let out = vmmon()
+        .args(["charge", trace.to_str().unwrap(), "--by", "packets"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = |n: &str| header.iter().position(|h| *h == n).unwrap();
+    let mut seen = 0;
+    for l in lines {
+        let f: Vec<&str> = l.split(',').collect();
+        let v = |n: &str| f[col(n)].parse::<f64>().unwrap();
+        // 0.2 CPU-s of pool per 1 s interval: 3/4 to web, 1/4 to db; each vCPU 0.5 s,
+        // emulator 0.5 s.
+        let want = match f[col("vm")] {
+            "web" => 0.15,
+            "db" => 0.05,
+            "(unattributed)" => {
+                assert_eq!(v("charged_cpu_s"), 0.0, "{l}");
+                continue;
+            }
+            other => panic!("unexpected row for {other}: {l}"),
+        };
+        assert!((v("shared_cpu_s") - want).abs() < 1e-9, "{l}");
+        assert!((v("vcpu_cpu_s") - 0.5).abs() < 1e-9, "{l}");
+        assert!((v("emulator_cpu_s") - 0.5).abs() < 1e-9, "{l}");
+        assert!((v("charged_cpu_s") - 1.0 - want).abs() < 1e-9, "{l}");
+        seen += 1;
+    }
+    assert_eq!(seen, 24);
+}
