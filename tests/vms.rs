@@ -439,7 +439,7 @@ fn recorded_trace_is_charged_by_packets() {
     let state = |k: u64| {
         p.host_cpu([50 * k, 0, 0, 100 * k, 0, 0, t / 5 * k, 0, 0, 0])
             .unwrap();
-        for (pid, name, pps) in [(1000, "web", 30), (2000, "db", 10)] {
+        for (pid, name) in [(1000, "web"), (2000, "db")] {
             let arg = format!("guest={name},debug-threads=on");
             p.vmm(
                 pid,
