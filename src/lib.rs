@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod align;
+pub mod charge;
 pub mod cli;
 pub mod clock;
 pub mod guest;

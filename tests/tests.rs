@@ -5,12 +5,14 @@ mod util;
 mod align;
 mod analysis;
 mod arx;
+mod charge;
 mod cli;
 mod clock;
 mod fixtures;
 mod guest;
 mod load;
 mod sar;
+mod vms;
 // Shared with the quiet tests, which use all of it.
 #[allow(dead_code)]
 mod util_guest;

@@ -96,6 +96,11 @@ impl Guard {
         Guard(Some(cmd.process_group(0).spawn().expect("spawn")))
     }
 
+    /// The child's process id.
+    pub fn id(&self) -> u32 {
+        self.0.as_ref().map_or(0, std::process::Child::id)
+    }
+
     /// Sends `signal` to the whole group and returns the child for waiting.
     pub fn signal(mut self, signal: i32) -> std::process::Child {
         let child = self.0.take().expect("child");

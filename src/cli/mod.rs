@@ -6,6 +6,7 @@
 
 mod align;
 mod analyze;
+mod charge;
 mod clock;
 pub mod legacy;
 mod load;
@@ -68,6 +69,9 @@ enum Command {
     /// Put traces from several machines on one corrected time grid: one wide CSV whose
     /// columns carry their source's name (host.cpu_user_pct, vm1.cpu_user_pct).
     Align(align::AlignArgs),
+    /// Charge host CPU spent on each VM's behalf to that VM: its vCPU, emulator and vhost
+    /// time plus a share of the host's softirq and kernel I/O threads, split by its I/O.
+    Charge(charge::ChargeArgs),
 }
 
 /// Exit code for a usage error.
@@ -100,6 +104,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
         Command::Validate(a) => model::validate(a),
         Command::Order(a) => model::order(a),
         Command::Align(a) => align::run(a, command),
+        Command::Charge(a) => charge::run(a),
     };
     match result {
         Ok(code) => code,

@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::record::{DeviceFilter, RecordConfig, Recorder, SourceOptions};
+use crate::record::{DeviceFilter, RecordConfig, Recorder, SourceOptions, VmSelect};
 use crate::trace::{self, FileRows, RowSink, StdoutRows, TimeFormat};
 
 /// Options of `vmmon record`.
@@ -76,6 +76,27 @@ pub struct RecordArgs {
     #[arg(long, value_parser = parse_duration, default_value = "10s", value_name = "DURATION")]
     clock_interval: Duration,
 
+    /// Add the host's view of each VM: vCPU, emulator and vhost CPU, vCPU run delay, tap
+    /// traffic and disk bytes per VM (`vm1.vcpu_cpu_pct`, …), and the host's shared I/O pool
+    /// (softirq, ksoftirqd, kernel I/O threads) for `vmmon charge`. VMs are qemu processes
+    /// unless --vm-pid or --vm-match say otherwise.
+    #[arg(long)]
+    vms: bool,
+
+    /// These processes are the VMs (comma-separated pids; implies --vms).
+    #[arg(long, value_delimiter = ',', value_name = "PID")]
+    vm_pid: Vec<u32>,
+
+    /// Processes whose name (`comm`) matches this regular expression are VMs (implies
+    /// --vms), e.g. `^(firecracker|cloud-hyperviso)`.
+    #[arg(long, value_name = "REGEX")]
+    vm_match: Option<String>,
+
+    /// Row layout: `csv` (one wide row per sample) or `long` (time,vm,metric,value rows, for
+    /// VMs that come and go; the host's metrics have an empty vm).
+    #[arg(long, value_enum, default_value = "csv")]
+    format: crate::record::Layout,
+
     /// Read proc files under this directory (for captured trees).
     #[arg(long, default_value = "/proc", hide = true)]
     proc_root: PathBuf,
@@ -112,8 +133,19 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 impl RecordArgs {
-    fn config(&self) -> RecordConfig {
-        RecordConfig {
+    fn config(&self) -> Result<RecordConfig, crate::record::UsageError> {
+        let matcher = match &self.vm_match {
+            None => None,
+            Some(re) => Some(
+                regex::Regex::new(re)
+                    .map_err(|e| crate::record::UsageError(format!("--vm-match '{re}': {e}")))?,
+            ),
+        };
+        let vms = (self.vms || !self.vm_pid.is_empty() || matcher.is_some()).then(|| VmSelect {
+            pids: self.vm_pid.clone(),
+            matcher,
+        });
+        Ok(RecordConfig {
             rate_hz: self.rate,
             period: self.period,
             max_rows: self.max,
@@ -132,13 +164,15 @@ impl RecordArgs {
                     partitions: self.partitions,
                 },
             },
-        }
+            vms,
+            layout: self.format,
+        })
     }
 }
 
 /// Runs `vmmon record`; returns the exit code (128+signal after a clean stop).
 pub fn run(args: RecordArgs, command: Vec<String>) -> anyhow::Result<i32> {
-    let config = args.config();
+    let config = args.config()?;
     config.validate().map_err(anyhow::Error::new)?;
     let stop = super::stop_flag()?;
     let mut recorder = Recorder::new(config)?;

@@ -5,11 +5,14 @@
 //! Everything that depends on the machine is behind `proc_root`/`sys_root`, so tests point it
 //! at captured trees, and the clock is read only in [`Recorder::run`].
 
+#[doc(hidden)]
+pub mod fixture;
 pub mod procfile;
 pub mod schedule;
 pub mod schema;
 pub mod select;
 pub mod sources;
+pub mod vms;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -20,6 +23,7 @@ pub use schedule::{Lateness, LatenessSummary, Schedule, monotonic, realtime, sle
 pub use schema::{Cell, Sample, Schema};
 pub use select::DeviceFilter;
 pub use sources::{Notes, SourceOptions};
+pub use vms::{VmInfo, VmSelect, VmView};
 
 /// Lowest accepted sampling rate (one sample every 100 s).
 pub const MIN_RATE_HZ: f64 = 0.01;
@@ -60,7 +64,28 @@ pub struct RecordConfig {
     pub clock_ref: Option<String>,
     /// Time between reference-clock bursts.
     pub clock_interval: Duration,
+    /// The per-VM view (`--vms`): which processes are VMs.
+    pub vms: Option<VmSelect>,
+    /// Row layout: one wide row per sample, or (time, vm, metric, value) rows.
+    pub layout: Layout,
 }
+
+/// How samples become CSV rows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Layout {
+    /// One row per sample, one column per metric (`vm1.vcpu_cpu_pct`, …).
+    #[default]
+    #[value(name = "csv")]
+    #[serde(rename = "csv")]
+    Wide,
+    /// One row per sample, VM and metric: `time,vm,metric,value` (vm empty for the host), for
+    /// VMs that come and go.
+    Long,
+}
+
+/// Header of the long layout.
+pub const LONG_HEADER: &str = "time,vm,metric,value\n";
 
 impl Default for RecordConfig {
     fn default() -> Self {
@@ -76,6 +101,8 @@ impl Default for RecordConfig {
             sources: SourceOptions::default(),
             clock_ref: None,
             clock_interval: Duration::from_secs(10),
+            vms: None,
+            layout: Layout::Wide,
         }
     }
 }
@@ -147,6 +174,8 @@ pub struct RunSummary {
     pub error: Option<std::io::Error>,
     /// What the reference-clock probing saw, with `--clock-ref`.
     pub clock_ref: Option<crate::clock::RefSummary>,
+    /// Every VM seen during the run, with `--vms`.
+    pub vms: Vec<VmInfo>,
 }
 
 /// A configured recorder: its sources are open and its columns fixed.
@@ -157,6 +186,7 @@ pub struct Recorder {
     notes: Notes,
     buf: Vec<u8>,
     clock: Option<crate::clock::Prober>,
+    vms: Option<VmView>,
 }
 
 impl Recorder {
@@ -172,6 +202,17 @@ impl Recorder {
             &mut builder,
             &mut notes,
         )?;
+        let vms = match &config.vms {
+            None => None,
+            Some(select) => Some(VmView::new(
+                &config.proc_root,
+                select.clone(),
+                config.layout == Layout::Long,
+                config.rate_hz,
+                &mut builder,
+                &mut notes,
+            )?),
+        };
         let clock = match &config.clock_ref {
             None => None,
             Some(server) => {
@@ -196,6 +237,7 @@ impl Recorder {
             notes,
             buf: Vec::with_capacity(16 * 1024),
             clock,
+            vms,
         })
     }
 
@@ -236,6 +278,9 @@ impl Recorder {
 
     /// The CSV header line.
     pub fn header(&self) -> String {
+        if self.config.layout == Layout::Long {
+            return LONG_HEADER.to_string();
+        }
         let names: Vec<String> = self.columns().into_iter().map(|c| c.name).collect();
         names.join(",") + "\n"
     }
@@ -245,6 +290,19 @@ impl Recorder {
         for s in &mut self.sources {
             s.read(&mut self.buf, &mut sample.values, &mut self.notes);
         }
+        if let Some(v) = &mut self.vms {
+            v.read(
+                &mut self.buf,
+                sample.mono,
+                &mut sample.values,
+                &mut self.notes,
+            );
+        }
+    }
+
+    /// The VMs seen so far (with `--vms`).
+    pub fn vms(&self) -> Vec<VmInfo> {
+        self.vms.as_ref().map(VmView::info).unwrap_or_default()
     }
 
     /// Messages for the user queued since the last call (new devices, unreadable files).
@@ -287,6 +345,8 @@ impl Recorder {
             proc_root: self.config.proc_root.display().to_string(),
             command,
             clock_ref: None,
+            vms: self.vms(),
+            layout: self.config.layout,
         }
     }
 
@@ -304,13 +364,13 @@ impl Recorder {
         trace::push_time(out, sample.wall, self.config.time_format);
         out.push(',');
         trace::push_seconds(out, sample.mono);
+        if self.config.layout == Layout::Long {
+            self.format_long(sample, cells, clock, out);
+            return;
+        }
         for cell in cells {
             out.push(',');
-            let _ = match cell {
-                Cell::Empty => Ok(()),
-                Cell::Int(v) => write!(out, "{v}"),
-                Cell::Num(v) => write!(out, "{v}"),
-            };
+            push_cell(out, *cell);
         }
         if self.config.clock_ref.is_some() {
             let _ = match clock {
@@ -319,6 +379,47 @@ impl Recorder {
             };
         }
         out.push('\n');
+    }
+
+    /// The long layout: one `time,vm,metric,value` line per host column and per VM column.
+    fn format_long(
+        &self,
+        sample: &Sample,
+        cells: &[Cell],
+        clock: Option<&crate::clock::Measurement>,
+        out: &mut String,
+    ) {
+        let mut time = String::with_capacity(24);
+        trace::push_time(&mut time, sample.wall, self.config.time_format);
+        out.clear();
+        let mut line = |vm: &str, metric: &str, cell: Cell| {
+            out.push_str(&time);
+            out.push(',');
+            out.push_str(vm);
+            out.push(',');
+            out.push_str(metric);
+            out.push(',');
+            push_cell(out, cell);
+            out.push('\n');
+        };
+        line("", "elapsed", Cell::Num(sample.mono.as_secs_f64()));
+        for (col, cell) in self.schema.columns.iter().zip(cells) {
+            line("", &col.name, *cell);
+        }
+        if let Some(m) = clock {
+            for (name, v) in CLOCK_COLUMNS.iter().zip([m.offset, m.rtt, m.bound]) {
+                line("", name, Cell::Num(v));
+            }
+        }
+        if let Some(view) = &self.vms {
+            let mut rows = Vec::new();
+            view.long_rows(&mut rows);
+            for (vm, vm_cells) in &rows {
+                for (col, cell) in view.long_columns().iter().zip(vm_cells) {
+                    line(vm, &col.name, *cell);
+                }
+            }
+        }
     }
 
     /// Records until the period or row limit is reached or `stop` becomes non-zero (the
@@ -398,8 +499,19 @@ impl Recorder {
             end_wall: realtime(),
             error,
             clock_ref: background.map(crate::clock::Background::finish),
+            vms: self.vms(),
         })
     }
+}
+
+/// Appends one cell: empty, an exact integer, or the shortest decimal that reads back exactly.
+fn push_cell(out: &mut String, cell: Cell) {
+    use std::fmt::Write as _;
+    let _ = match cell {
+        Cell::Empty => Ok(()),
+        Cell::Int(v) => write!(out, "{v}"),
+        Cell::Num(v) => write!(out, "{v}"),
+    };
 }
 
 impl RunSummary {
@@ -411,5 +523,8 @@ impl RunSummary {
         meta.lateness = self.lateness;
         meta.end_unix = Some(self.end_wall.as_secs_f64());
         meta.clock_ref = self.clock_ref.clone();
+        if !self.vms.is_empty() {
+            meta.vms = self.vms.clone();
+        }
     }
 }

@@ -108,6 +108,11 @@ impl SchemaBuilder {
         }
     }
 
+    /// Whether this is the raw-counter schema.
+    pub fn is_raw(&self) -> bool {
+        self.raw
+    }
+
     /// Number of counter slots allocated so far (the index the next one gets).
     pub fn counters_len(&self) -> usize {
         self.counters

@@ -150,7 +150,11 @@ pub fn column_safe(name: &str) -> String {
         .collect()
 }
 
-fn read_or_note<'a>(file: &ProcFile, buf: &'a mut Vec<u8>, notes: &mut Notes) -> Option<&'a [u8]> {
+pub(super) fn read_or_note<'a>(
+    file: &ProcFile,
+    buf: &'a mut Vec<u8>,
+    notes: &mut Notes,
+) -> Option<&'a [u8]> {
     match file.read(buf) {
         Ok(text) => Some(text),
         Err(e) => {
@@ -184,13 +188,13 @@ fn key_value(line: &[u8]) -> Option<(&[u8], u64)> {
 }
 
 /// Whitespace-separated fields of an ASCII line.
-fn fields(line: &[u8]) -> impl Iterator<Item = &[u8]> {
+pub(super) fn fields(line: &[u8]) -> impl Iterator<Item = &[u8]> {
     line.split(|b| b.is_ascii_whitespace())
         .filter(|f| !f.is_empty())
 }
 
 /// Parses an unsigned decimal integer without allocating.
-fn parse_u64(s: &[u8]) -> Option<u64> {
+pub(super) fn parse_u64(s: &[u8]) -> Option<u64> {
     if s.is_empty() || s.len() > 20 {
         return None;
     }
@@ -208,7 +212,7 @@ fn parse_f64(s: &[u8]) -> Option<f64> {
     std::str::from_utf8(s).ok()?.parse().ok()
 }
 
-fn lines(buf: &[u8]) -> impl Iterator<Item = &[u8]> {
+pub(super) fn lines(buf: &[u8]) -> impl Iterator<Item = &[u8]> {
     buf.split(|&b| b == b'\n').filter(|l| !l.is_empty())
 }
 
@@ -803,7 +807,7 @@ impl Source for Nets {
 }
 
 /// A `/proc/net/dev` interface line: its name and its counter fields (header lines: `None`).
-fn net_line(line: &[u8]) -> Option<(&[u8], impl Iterator<Item = &[u8]>)> {
+pub(super) fn net_line(line: &[u8]) -> Option<(&[u8], impl Iterator<Item = &[u8]>)> {
     let colon = line.iter().position(|&b| b == b':')?;
     let name = line[..colon].trim_ascii();
     if name.is_empty() || name.contains(&b'|') {

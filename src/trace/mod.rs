@@ -204,6 +204,11 @@ pub struct Metadata {
     /// Reference-clock probing (`--clock-ref`): server, bursts, drift over the run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub clock_ref: Option<crate::clock::RefSummary>,
+    /// Row layout (`csv`: wide, `long`: time, vm, metric, value).
+    pub layout: crate::record::Layout,
+    /// The VMs seen with `--vms` (at the start while running; all of them at the end).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub vms: Vec<crate::record::VmInfo>,
 }
 
 /// The sidecar path of a trace: `FILE.meta.json` next to `FILE`.
