@@ -11,7 +11,7 @@ use std::time::Duration;
 use vmmon::guest::{self, Config, GuestNet, Initramfs, Kernel, Network};
 
 use crate::util::{heavy, require, vmmon_bin};
-use crate::util_guest::{BOOT_TIMEOUT, MEMORY_MIB, can_boot, image, kernel};
+use crate::util_guest::{BOOT_TIMEOUT, can_boot, image, kernel, memory_mib};
 
 fn busybox() -> &'static Path {
     Path::new("/bin/busybox")
@@ -231,7 +231,7 @@ fn a_guest_on_user_networking_reaches_the_host_and_reports_its_script_status() {
     let initrd = dir.path().join("initrd.cpio");
     image.write(&initrd).expect("write");
     let mut config = Config::new("usernet", &kernel, &initrd);
-    config.memory_mib = MEMORY_MIB;
+    config.memory_mib = memory_mib(&initrd);
     config.network = Network::User {
         net,
         hostfwd: Vec::new(),
@@ -286,19 +286,36 @@ fn too_little_memory_for_the_image_is_explained() {
     }
     let _heavy = heavy();
     let kernel = kernel();
-    // About 80 MB of image (the debug vmmon) in a 192 MiB guest: unpacking runs out of memory.
-    let image = image(&kernel);
     let dir = tempfile::tempdir().expect("tempdir");
-    let initrd = dir.path().join("initrd.cpio");
-    image.write(&initrd).expect("write");
-    let mut config = Config::new("small", &kernel, &initrd);
-    config.memory_mib = 192;
-    let mut vm = guest::Guest::boot(&config).expect("boot");
-    let err = vm
-        .wait_for(guest::READY_MARKER, BOOT_TIMEOUT)
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("raise Config::memory_mib"), "{err}");
+    // 120 MiB of image in a 192 MiB guest: the kernel starts and runs out of memory
+    // unpacking it. 160 MiB: qemu cannot even load it and exits without a word.
+    for (mib, want) in [
+        (
+            120,
+            "kernel panic (the initramfs, {size} MiB, did not fit in the guest's 192 MiB: raise Config::memory_mib)",
+        ),
+        (
+            160,
+            "(the kernel never started; is the initramfs, {size} MiB, too large for 192 MiB? raise Config::memory_mib)",
+        ),
+    ] {
+        let mut image = Initramfs::new(busybox()).expect("image");
+        image
+            .file("/big", vec![0u8; mib << 20], 0o644)
+            .expect("file");
+        let initrd = dir.path().join(format!("initrd-{mib}.cpio"));
+        image.write(&initrd).expect("write");
+        let mut config = Config::new("small", &kernel, &initrd);
+        config.memory_mib = 192;
+        let mut vm = guest::Guest::boot(&config).expect("boot");
+        let err = vm
+            .wait_for(guest::READY_MARKER, BOOT_TIMEOUT)
+            .unwrap_err()
+            .to_string();
+        let size = std::fs::metadata(&initrd).expect("size").len() >> 20;
+        let want = want.replace("{size}", &size.to_string());
+        assert!(err.contains(&want), "{mib} MiB: {err}");
+    }
 }
 
 #[test]

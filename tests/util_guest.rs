@@ -62,9 +62,13 @@ pub fn image(kernel: &Kernel) -> Initramfs {
     image
 }
 
-/// Guest memory for an image that holds the debug `vmmon` (about 70 MB, unpacked next to the
-/// archive itself: 256 MiB is too little).
-pub const MEMORY_MIB: u32 = 512;
+/// Guest memory for the image `initrd`: the archive and its unpacked copy are both in memory
+/// while the kernel unpacks it, and the debug `vmmon` alone is about 100 MB (256 MiB is too
+/// little for it). 256 MiB plus three times the image leaves room for both and user space.
+pub fn memory_mib(initrd: &Path) -> u32 {
+    let mib = std::fs::metadata(initrd).map_or(0, |m| m.len() >> 20);
+    256 + 3 * u32::try_from(mib).unwrap_or(u32::MAX / 4)
+}
 
 /// The work the guest does, in order: idle, CPU burn, send to the host, receive from it.
 #[derive(Debug, Clone)]
@@ -345,7 +349,7 @@ pub fn run_scenario<T>(
 
     let tap = guest::qemu::unique_tap_name();
     let mut config = Config::new("scenario", &kernel, &initrd);
-    config.memory_mib = MEMORY_MIB;
+    config.memory_mib = memory_mib(&initrd);
     config.accel = s.accel;
     config.network = Network::Tap {
         ifname: tap.clone(),

@@ -385,6 +385,8 @@ pub struct Guest {
     status: Option<ExitStatus>,
     tap: Option<(String, Tap)>,
     name: String,
+    initrd_bytes: u64,
+    memory_mib: u32,
 }
 
 impl Guest {
@@ -458,6 +460,8 @@ impl Guest {
             status: None,
             tap,
             name: config.name.clone(),
+            initrd_bytes: std::fs::metadata(&config.initrd).map_or(0, |m| m.len()),
+            memory_mib: config.memory_mib,
         };
         for r in readers {
             guest
@@ -529,14 +533,20 @@ impl Guest {
                 }
                 if line.text.contains("Kernel panic") {
                     // The cause is often far above the panic's stack dump.
-                    let hint = if state
-                        .0
-                        .iter()
-                        .any(|l| l.text.contains("Initramfs unpacking failed"))
-                    {
-                        " (the initramfs did not fit in the guest's memory: raise Config::memory_mib)"
+                    // Unpacking the image fails with a write error, or the kernel runs out of
+                    // memory altogether, depending on how far short the memory is.
+                    let short = state.0.iter().any(|l| {
+                        l.text.contains("Initramfs unpacking failed")
+                            || l.text.contains("Out of memory")
+                    });
+                    let hint = if short {
+                        format!(
+                            " (the initramfs, {} MiB, did not fit in the guest's {} MiB: raise Config::memory_mib)",
+                            self.initrd_bytes >> 20,
+                            self.memory_mib
+                        )
                     } else {
-                        ""
+                        String::new()
                     };
                     drop(state);
                     bail!(
@@ -547,12 +557,25 @@ impl Guest {
                 }
             }
             if state.1 == 0 {
+                let silent = !state.0.iter().any(|l| l.stream == Stream::Serial);
                 drop(state);
                 let status = self
                     .try_status()
                     .map_or("running".to_string(), |s| s.to_string());
+                // An initramfs too large to load at all ends qemu before the kernel's first
+                // line, with status 0 and no message (seen with PVH boot).
+                let hint = match silent {
+                    true if self.initrd_bytes >> 20 > u64::from(self.memory_mib) / 2 => format!(
+                        " (the kernel never started; is the initramfs, {} MiB, too large for {} MiB? \
+                         raise Config::memory_mib)",
+                        self.initrd_bytes >> 20,
+                        self.memory_mib
+                    ),
+                    true => " (the kernel never started)".to_string(),
+                    false => String::new(),
+                };
                 bail!(
-                    "guest {}: qemu closed its output ({status}) before printing {pattern:?}; console:\n{}",
+                    "guest {}: qemu closed its output ({status}){hint} before printing {pattern:?}; console:\n{}",
                     self.name,
                     self.tail(TAIL)
                 );
