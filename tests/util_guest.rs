@@ -83,6 +83,9 @@ pub struct Scenario {
     pub send: u64,
     /// Bytes the host sends to the guest.
     pub receive: u64,
+    /// Idle time after the transfers, before the guest powers off (a recorder's last rows
+    /// then cover all the traffic: the row in which qemu exits is empty).
+    pub rest: Duration,
     /// TCG or KVM.
     pub accel: guest::Accel,
 }
@@ -96,6 +99,7 @@ impl Default for Scenario {
             burn: Duration::from_secs(3),
             send: 16 << 20,
             receive: 8 << 20,
+            rest: Duration::ZERO,
             accel: guest::Accel::Tcg,
         }
     }
@@ -195,11 +199,13 @@ head -c {send} /dev/zero | nc {host} {send_port} || exit 11
 echo SCENARIO sent
 n=$(nc {host} {receive_port} </dev/null | wc -c)
 echo "SCENARIO received $n"
+sleep {rest}
 echo SCENARIO end
 "#,
         idle = s.idle.as_secs_f64(),
         burn = s.burn.as_secs(),
         send = s.send,
+        rest = s.rest.as_secs_f64(),
     )
 }
 
