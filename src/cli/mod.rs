@@ -11,6 +11,7 @@ mod clock;
 pub mod legacy;
 mod load;
 mod model;
+mod probe;
 mod record;
 
 use std::ffi::OsString;
@@ -72,6 +73,10 @@ enum Command {
     /// Charge host CPU spent on each VM's behalf to that VM: its vCPU, emulator and vhost
     /// time plus a share of the host's softirq and kernel I/O threads, split by its I/O.
     Charge(charge::ChargeArgs),
+    /// Latency and bandwidth matrices among VM hosts: `serve` an agent on each host, then
+    /// `mesh` asks every agent to measure every other one (docs/network.md).
+    #[command(subcommand)]
+    Probe(probe::ProbeCommand),
 }
 
 /// Exit code for a usage error.
@@ -105,6 +110,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
         Command::Order(a) => model::order(a),
         Command::Align(a) => align::run(a, command),
         Command::Charge(a) => charge::run(a),
+        Command::Probe(c) => probe::run(c),
     };
     match result {
         Ok(code) => code,
