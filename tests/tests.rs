@@ -11,6 +11,7 @@ mod clock;
 mod fixtures;
 mod guest;
 mod load;
+mod probe;
 mod sar;
 mod vms;
 // Shared with the quiet tests, which use all of it.

@@ -130,8 +130,8 @@ impl std::fmt::Display for AgentStats {
             f,
             "udp: received {}, echoed {}, dropped {} (short {}, oversized {}, malformed {}), \
              send errors {}; tcp: connections {} (refused {}), requests: hello {}, sink {}, \
-             latency {}, bandwidth {}; busy {}; dropped {} (malformed {}, too long {}, timed \
-             out {}), empty {}; capped {}; failed {}",
+             latency {}, bandwidth {}; busy {}; dropped {} (bad requests {}, too long {}, \
+             timed out {}), empty {}; capped {}; failed {}",
             self.udp_received,
             self.udp_echoed,
             self.udp_dropped(),
