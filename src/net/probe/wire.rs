@@ -350,9 +350,9 @@ pub fn remote_bandwidth(
         warmup: config.warmup.map(|w| w.as_secs_f64()),
         timeout: Some(config.timeout.as_secs_f64()),
     };
-    // The agent connects to the target, sends, and waits for the sink's report: its own
-    // timeout twice, the transfer, and the sink's drain.
-    let work = config.seconds + 2 * config.timeout + Duration::from_secs_f64(Limits::DRAIN);
+    // The agent connects to the target and waits for its grant (a timeout each), sends, and
+    // waits for the sink's report (its drain and a timeout); with ours, four in all.
+    let work = config.seconds + 3 * config.timeout + Duration::from_secs_f64(Limits::DRAIN);
     exchange(agent, &request, config.timeout, work, "bandwidth result")?
         .bandwidth
         .ok_or_else(|| ProbeError::Protocol {
