@@ -749,8 +749,9 @@ mod tests {
         assert!(bw.bytes_per_s().expect("rate") > 1e6, "{bw:?}");
         let sa = a.finish();
         let sb = b.finish();
-        assert_eq!((sa.hello, sa.latency, sa.udp_echoed), (1, 1, 5));
-        assert_eq!((sb.sink, sb.udp_echoed, sb.capped), (1, 5, 0));
+        // Each run's probes and its uncounted warm-up probe.
+        assert_eq!((sa.hello, sa.latency, sa.udp_echoed), (1, 1, 6));
+        assert_eq!((sb.sink, sb.udp_echoed, sb.capped), (1, 6, 0));
     }
 
     /// A raw control connection with `line` sent; the first reply line.

@@ -130,9 +130,10 @@ impl Default for LatencyConfig {
 }
 
 impl LatencyConfig {
-    /// The longest the measurement can take: the last probe's sending plus its timeout.
+    /// The longest the measurement can take: the warm-up probe's timeout, then the last
+    /// probe's sending plus its timeout.
     pub fn duration(&self) -> Duration {
-        self.interval * self.count.saturating_sub(1) + self.timeout
+        self.timeout + self.interval * self.count.saturating_sub(1) + self.timeout
     }
 }
 
@@ -200,6 +201,49 @@ fn session() -> u64 {
     h.finish()
 }
 
+/// The sequence number of the uncounted first probe.
+const WARM_UP: u64 = u64::MAX;
+
+/// Sends one uncounted probe and waits for its reply, up to `timeout`. The first packet to a
+/// host resolves its link-layer address (ARP: a whole round trip on a quiet path) and wakes
+/// idle CPUs and caches on the way; counted, it would be the maximum of every run. An
+/// unanswered warm-up is no error: the counted probes say what is lost.
+fn warm_up(
+    socket: &UdpSocket,
+    session: u64,
+    timeout: Duration,
+    stop: &AtomicUsize,
+    buf: &mut [u8],
+) -> io::Result<()> {
+    let probe = EchoPacket {
+        kind: KIND_REQUEST,
+        session,
+        seq: WARM_UP,
+        sent_ns: now().as_nanos() as u64,
+    };
+    socket.send(&probe.encode())?;
+    let until = now() + timeout;
+    while stop.load(Ordering::Relaxed) == 0 {
+        let left = until.saturating_sub(now());
+        if left.is_zero() {
+            break;
+        }
+        socket.set_read_timeout(timeout_at_least(left.min(Duration::from_millis(100))))?;
+        match socket.recv(buf) {
+            Ok(len) => {
+                if EchoPacket::parse(&buf[..len])
+                    .is_ok_and(|r| r.kind == KIND_REPLY && r.session == session && r.seq == WARM_UP)
+                {
+                    break;
+                }
+            }
+            Err(e) if super::is_timeout(&e) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// Measures round trips from here to the agent at `target` (HOST:PORT).
 pub fn measure_latency(target: &str, config: &LatencyConfig) -> Result<LatencyResult, ProbeError> {
     measure(target, config, &AtomicUsize::new(0))
@@ -228,8 +272,12 @@ pub(crate) fn measure(
     let mut sent_at: Vec<Duration> = Vec::with_capacity(n);
     let mut rtt: Vec<Option<Duration>> = vec![None; n];
     let mut answered = 0usize;
-    let start = now();
     let mut buf = [0u8; ECHO_LEN + 1];
+    warm_up(&socket, session, config.timeout, stop, &mut buf).map_err(|e| match e.kind() {
+        io::ErrorKind::ConnectionRefused => ProbeError::Refused(target.into()),
+        _ => io(e),
+    })?;
+    let start = now();
     loop {
         let t = now();
         let next_due = start + config.interval * sent_at.len() as u32;
