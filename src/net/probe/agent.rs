@@ -600,13 +600,10 @@ impl Agent {
                         bandwidth: Some(r),
                         ..Reply::default()
                     },
+                    // `failed` even when the target is busy: `busy` would say that this agent is.
                     Err(e) => {
                         self.counters.add(C::Failed);
-                        let code = match e {
-                            super::ProbeError::Busy { .. } => "busy",
-                            _ => "failed",
-                        };
-                        Reply::refuse(code, format!("bandwidth: {e}"))
+                        Reply::refuse("failed", format!("bandwidth: {e}"))
                     }
                 })
             }
