@@ -19,6 +19,8 @@ use super::{PROTOCOL_VERSION, now};
 
 /// The bounds an agent enforces on every request (times in seconds).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+// An agent of a later version may announce more or fewer limits: take what is there.
+#[serde(default)]
 pub struct Limits {
     /// Longest bulk transfer or latency run; longer requests are cut to this.
     pub max_seconds: f64,

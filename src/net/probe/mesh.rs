@@ -39,10 +39,9 @@ impl Node {
         }
         let addr = if addr.parse::<std::net::SocketAddr>().is_ok() {
             addr.to_string()
-        } else if addr.parse::<std::net::IpAddr>().is_ok() {
+        } else if let Ok(ip) = addr.parse::<std::net::IpAddr>() {
             // A bare IP, IPv6 included.
-            std::net::SocketAddr::new(addr.parse().map_err(|_| hint.clone())?, DEFAULT_PORT)
-                .to_string()
+            std::net::SocketAddr::new(ip, DEFAULT_PORT).to_string()
         } else {
             match addr.rsplit_once(':') {
                 None => format!("{addr}:{DEFAULT_PORT}"),
@@ -214,15 +213,14 @@ pub fn run(
     let hellos: Vec<Option<String>> = std::thread::scope(|s| {
         let handles: Vec<_> = nodes
             .iter()
-            .map(|n| s.spawn(move || hello(&n.addr, config.timeout).err()))
+            .map(|n| s.spawn(move || hello(&n.addr, config.timeout).err().map(|e| e.to_string())))
             .collect();
         handles
             .into_iter()
             .map(|h| {
                 h.join()
-                    .unwrap_or_else(|_| Some(ProbeError::Resolve("hello thread panicked".into())))
+                    .unwrap_or_else(|_| Some("the hello thread panicked".into()))
             })
-            .map(|e| e.map(|e| e.to_string()))
             .collect()
     });
     let unreachable: Vec<(String, String)> = nodes
