@@ -728,11 +728,11 @@ pub fn parse_port(arg: &str, default: Duration) -> Result<Port, String> {
     })
 }
 
-const USAGE: &str = "usage: delay_relay [--delay-ms D] [--queue-mib N] [--no-realtime] \
-                     PORT[=LINK_MS]...\n\
-  --delay-ms D   one-way delay between any two ports given without =LINK_MS (default 10)\n\
-  PORT=LINK_MS   this port's link delay; a frame from A to B waits LINK(A) + LINK(B)\n\
-  --queue-mib N  most MiB held at once (default 64); frames beyond are dropped and counted\n\
+const USAGE: &str = "\
+usage: delay_relay [--delay-ms D] [--queue-mib N] [--no-realtime] PORT[=LINK_MS]...
+  --delay-ms D   one-way delay between any two ports given without =LINK_MS (default 10)
+  PORT=LINK_MS   this port's link delay; a frame from A to B waits LINK(A) + LINK(B)
+  --queue-mib N  most MiB held at once (default 64); frames beyond are dropped and counted
   --no-realtime  do not ask for SCHED_FIFO";
 
 fn parse_args(args: &[String]) -> Result<Config, String> {
@@ -783,12 +783,13 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let config = match parse_args(&args) {
         Ok(c) => c,
+        Err(e) if e.is_empty() => {
+            println!("{USAGE}");
+            std::process::exit(0);
+        }
         Err(e) => {
-            if !e.is_empty() {
-                eprintln!("delay_relay: {e}");
-            }
-            eprintln!("{USAGE}");
-            std::process::exit(if e.is_empty() { 0 } else { 2 });
+            eprintln!("delay_relay: {e}\n{USAGE}");
+            std::process::exit(2);
         }
     };
     let stop = Arc::new(AtomicBool::new(false));

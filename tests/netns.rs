@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::util::{heavy, vmmon_bin};
 use crate::util_netns::{
-    Link, Relay, RelayConfig, RelayPort, Testbed, listed_namespaces, wait_for,
+    Link, Relay, RelayConfig, RelayPort, Testbed, listed_namespaces, parse_port, wait_for,
 };
 
 /// What the hosts and the relay may add to a round trip on top of the imposed delays.
@@ -307,4 +307,28 @@ fn the_relay_names_a_missing_port() {
         .err()
         .expect("one port");
     assert!(e.to_string().contains("at least two ports"), "{e}");
+}
+
+#[test]
+fn relay_ports_parse_with_their_link_delays() {
+    let d = Duration::from_millis(5);
+    let p = parse_port("p0", d).expect("plain");
+    assert_eq!((p.name.as_str(), p.delay), ("p0", d));
+    let p = parse_port("p1=2.5", d).expect("with delay");
+    assert_eq!(
+        (p.name.as_str(), p.delay),
+        ("p1", Duration::from_micros(2500))
+    );
+    for (arg, msg) in [
+        ("p0=x", "p0=x: the delay after = must be milliseconds"),
+        ("p0=-1", "p0=-1: give a delay of 0 to 10000 ms"),
+        ("p0=inf", "p0=inf: give a delay of 0 to 10000 ms"),
+        ("=3", "=3: not an interface name"),
+        (
+            "a-very-long-name0",
+            "a-very-long-name0: not an interface name",
+        ),
+    ] {
+        assert_eq!(parse_port(arg, d).err().as_deref(), Some(msg), "{arg}");
+    }
 }

@@ -59,7 +59,9 @@ use crate::util::{Guard, require, require_root};
 #[allow(dead_code)]
 mod delay_relay;
 
-pub use delay_relay::{Config as RelayConfig, Port as RelayPort, Relay, Stats as RelayStats};
+pub use delay_relay::{
+    Config as RelayConfig, Port as RelayPort, Relay, Stats as RelayStats, parse_port,
+};
 
 /// The prefix of every namespace a testbed creates (followed by the process id).
 pub const PREFIX: &str = "vmmontb-";
