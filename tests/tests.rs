@@ -11,9 +11,13 @@ mod clock;
 mod fixtures;
 mod guest;
 mod load;
+mod netns;
 mod probe;
 mod sar;
 mod vms;
 // Shared with the quiet tests, which use all of it.
 #[allow(dead_code)]
 mod util_guest;
+// The network testbed; the netns tests use part of it, the probe tests the rest.
+#[allow(dead_code)]
+mod util_netns;

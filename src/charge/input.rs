@@ -518,12 +518,7 @@ fn read_wide<R: Read>(
             break;
         }
         let line = record.position().map_or(0, |p| p.line());
-        let text = |i: usize| -> anyhow::Result<&str> {
-            match std::str::from_utf8(record.get(i).unwrap_or(b"")) {
-                Ok(s) => Ok(s.trim()),
-                Err(_) => bail!("{label}:{line}:{}: the cell is not valid UTF-8", i + 1),
-            }
-        };
+        let text = |i: usize| crate::trace::read::text(&record, i, label, line);
         let time = text(time_idx)?;
         let elapsed = match elapsed_idx {
             Some(i) => Some((text(i)?, i + 1)),

@@ -168,7 +168,8 @@ fn open(input: &str) -> anyhow::Result<(Box<dyn Read>, String)> {
 }
 
 /// Cell `i` of `record`, trimmed; an error naming file, line and column if it is not UTF-8.
-fn text<'r>(
+/// Cell `i` of a byte record as trimmed UTF-8; the error names `label:line:column`.
+pub(crate) fn text<'r>(
     record: &'r csv::ByteRecord,
     i: usize,
     label: &str,
