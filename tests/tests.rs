@@ -12,6 +12,7 @@ mod fixtures;
 mod guest;
 mod load;
 mod netns;
+mod network;
 mod probe;
 mod sar;
 mod vms;
