@@ -12,6 +12,7 @@ pub mod cli;
 pub mod clock;
 pub mod guest;
 pub mod load;
+pub mod net;
 pub mod record;
 pub mod sysid;
 pub mod trace;

@@ -12,6 +12,8 @@ pub mod legacy;
 mod load;
 mod model;
 mod record;
+mod topo;
+mod traffic;
 
 use std::ffi::OsString;
 use std::io::IsTerminal;
@@ -72,6 +74,14 @@ enum Command {
     /// Charge host CPU spent on each VM's behalf to that VM: its vCPU, emulator and vhost
     /// time plus a share of the host's softirq and kernel I/O threads, split by its I/O.
     Charge(charge::ChargeArgs),
+    /// The traffic matrix among endpoints, in bytes/s, counted from the packets seen on
+    /// the given interfaces (AF_PACKET; needs CAP_NET_RAW). Each packet counts once, where
+    /// it enters the watched interfaces.
+    Traffic(traffic::TrafficArgs),
+    /// The communication topology of a traffic matrix: symmetrise, normalise by the
+    /// largest entry, prune below a threshold, and score ring, mesh, torus, star, tree,
+    /// line and all-to-all patterns (Jaccard similarity under the best node mapping).
+    Topo(topo::TopoArgs),
 }
 
 /// Exit code for a usage error.
@@ -105,6 +115,8 @@ pub fn main(args: Vec<OsString>) -> i32 {
         Command::Order(a) => model::order(a),
         Command::Align(a) => align::run(a, command),
         Command::Charge(a) => charge::run(a),
+        Command::Traffic(a) => traffic::run(a, command),
+        Command::Topo(a) => topo::run(a),
     };
     match result {
         Ok(code) => code,
