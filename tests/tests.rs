@@ -12,6 +12,7 @@ mod fixtures;
 mod guest;
 mod load;
 mod sar;
+mod traffic;
 mod vms;
 // Shared with the quiet tests, which use all of it.
 #[allow(dead_code)]

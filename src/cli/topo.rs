@@ -28,7 +28,7 @@ pub struct TopoArgs {
     symmetrize: Symmetrize,
 
     /// Below this best score the topology is reported as `unknown`.
-    #[arg(long, default_value_t = 0.5, value_name = "SCORE")]
+    #[arg(long, default_value_t = 0.75, value_name = "SCORE")]
     min_score: f64,
 
     /// Write the JSON result to FILE instead of standard output.

@@ -77,7 +77,7 @@ pub struct TrafficArgs {
     max_pairs: usize,
 
     /// Receive buffer of each packet socket, in MiB.
-    #[arg(long, default_value_t = 8, value_name = "MIB")]
+    #[arg(long, default_value_t = 32, value_name = "MIB")]
     buffer: usize,
 }
 

@@ -696,7 +696,7 @@ impl Default for Options {
         Options {
             threshold: 0.1,
             symmetrize: Symmetrize::Sum,
-            min_score: 0.5,
+            min_score: 0.75,
         }
     }
 }

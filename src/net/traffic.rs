@@ -866,11 +866,14 @@ fn interface_addresses(ifname: &str) -> anyhow::Result<(Vec<IpAddr>, Vec<IpAddr>
         if let Some(a) = unsafe { sockaddr_ip(ifa.ifa_addr) } {
             addrs.push(a);
         }
-        if ifa.ifa_flags & libc::IFF_BROADCAST as u32 != 0
-            && let Some(b) = unsafe { sockaddr_ip(ifa.ifa_ifu) }
-            && b.is_ipv4()
+        // The subnet's broadcast address from the netmask: glibc fills the broadcast field
+        // with the interface's own address when none was configured.
+        // SAFETY: as above.
+        if let (Some(IpAddr::V4(a)), Some(IpAddr::V4(m))) =
+            unsafe { (sockaddr_ip(ifa.ifa_addr), sockaddr_ip(ifa.ifa_netmask)) }
+            && m.to_bits().leading_ones() <= 30
         {
-            bcast.push(b);
+            bcast.push(IpAddr::V4(Ipv4Addr::from_bits(a.to_bits() | !m.to_bits())));
         }
     }
     // SAFETY: `head` came from getifaddrs and is freed once.
