@@ -80,10 +80,13 @@ fn random_tree(n: usize, rng: &mut Rng) -> Graph {
     g
 }
 
+/// Rows × columns of a mesh or torus.
+type Shape = Option<(usize, usize)>;
+
 #[test]
 fn every_pattern_is_recognised_whatever_the_labels() {
     let mut rng = Rng(8);
-    let mut cases: Vec<(Pattern, usize, Option<(usize, usize)>)> = Vec::new();
+    let mut cases: Vec<(Pattern, usize, Shape)> = Vec::new();
     for n in [3, 4, 5, 8, 13, 24] {
         cases.push((Pattern::Ring, n, None));
     }

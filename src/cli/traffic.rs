@@ -186,7 +186,6 @@ pub fn run(a: TrafficArgs, command: Vec<String>) -> anyhow::Result<i32> {
         Ok(())
     };
     let report = capture.run(&stop, &mut on_interval)?;
-    drop(on_interval);
     if a.interval.is_none() {
         let text = match a.format {
             Format::Matrix => report.matrix.to_csv(),

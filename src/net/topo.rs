@@ -304,7 +304,7 @@ impl Pattern {
         let grid = |min: usize| {
             (min..=n)
                 .take_while(|r| r * r <= n)
-                .filter(|r| n % r == 0 && n / r >= min)
+                .filter(|r| n.is_multiple_of(*r) && n / r >= min)
                 .map(|r| Some((r, n / r)))
                 .collect()
         };

@@ -1167,8 +1167,8 @@ impl Capture {
 
     /// Reads every socket, then the ports once more and decides the waiting packets.
     fn round(&mut self, ready: &[bool]) -> anyhow::Result<()> {
-        for s in 0..self.sockets.len() {
-            if ready[s] {
+        for (s, &r) in ready.iter().enumerate() {
+            if r {
                 self.drain(s)?;
             }
         }
