@@ -201,6 +201,70 @@ fn extra_and_missing_edges_lower_the_score() {
     assert!(t.score < 0.75);
 }
 
+/// Large patterns with strong extra and missing edges: the search finds a mapping at least as
+/// good as the planted one.
+#[test]
+fn noisy_large_patterns_are_found() {
+    let mut rng = Rng(21);
+    let cases: [(Pattern, usize, Shape, usize, usize); 4] = [
+        (Pattern::Mesh, 64, Some((8, 8)), 3, 3),
+        (Pattern::Torus, 36, Some((6, 6)), 2, 2),
+        // A ring or a tree missing an edge is another pattern (a line, a forest): extra
+        // edges only.
+        (Pattern::Ring, 40, None, 0, 2),
+        (Pattern::BinaryTree, 31, None, 0, 2),
+    ];
+    for (pattern, n, shape, missing, extra) in cases {
+        let pg = pattern.graph(n, shape).expect("pattern");
+        let mut edges = pg.edges();
+        for _ in 0..missing {
+            let k = rng.below(edges.len());
+            edges.swap_remove(k);
+        }
+        let mut g = Graph::new(n);
+        for (a, b) in &edges {
+            g.add_edge(*a, *b);
+        }
+        let mut added = 0;
+        while added < extra {
+            let (a, b) = (rng.below(n), rng.below(n));
+            if a != b && !pg.has_edge(a, b) && !g.has_edge(a, b) {
+                g.add_edge(a, b);
+                added += 1;
+            }
+        }
+        let g = g.permuted(&rng.permutation(n));
+        let m = matrix_of(&g, &mut rng, true);
+        if let Ok(dir) = std::env::var("VMMON_DUMP") {
+            let mut text = format!("x,{}\n", m.names.join(","));
+            for i in 0..n {
+                text.push_str(&m.names[i]);
+                for j in 0..n {
+                    text.push_str(&format!(",{}", m.get(i, j)));
+                }
+                text.push('\n');
+            }
+            std::fs::write(format!("{dir}/{}{n}.csv", pattern.name()), text).expect("dump");
+        }
+        let t = topo::infer(&m, &Options::default()).expect("infer");
+        let planted = (pg.edge_count() - missing) as f64
+            / (g.edge_count() + pg.edge_count() - (pg.edge_count() - missing)) as f64;
+        let c = t
+            .candidates
+            .iter()
+            .find(|c| c.pattern == pattern)
+            .expect("candidate");
+        assert!(
+            c.score >= planted - 1e-12,
+            "{} n={n}: {} < planted {planted}\n{}",
+            pattern.name(),
+            c.score,
+            topo::describe(&t)
+        );
+        assert_eq!(t.pattern, pattern.name(), "{}", topo::describe(&t));
+    }
+}
+
 #[test]
 fn the_threshold_decides_which_edges_count() {
     // Six nodes: a ring at weight 1 and the chords i–(i+2) at weight 0.3.

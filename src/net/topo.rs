@@ -390,7 +390,7 @@ pub struct Match {
 /// Largest number of backtracking steps spent looking for an exact isomorphism.
 const ISOMORPHISM_BUDGET: usize = 200_000;
 /// Largest graph the search-based patterns are matched on (the exact ones have no limit).
-pub const MAX_SEARCH_NODES: usize = 512;
+pub const MAX_SEARCH_NODES: usize = 256;
 
 /// An upper bound on the overlap: each node can carry at most min(its two degrees) common
 /// edges, and pairing sorted degrees maximises that sum.
@@ -556,21 +556,26 @@ fn heuristic(obs: &Graph, pat: &Graph, bound: usize) -> (usize, Vec<usize>) {
             pat_starts.push(p);
         }
     }
-    // Observed starts: every node of a small graph, else a spread over the degree ranking.
-    let mut by_degree: Vec<usize> = (0..n).collect();
-    by_degree.sort_by_key(|&v| (std::cmp::Reverse(obs.degree(v)), v));
-    let obs_starts: Vec<usize> = if n <= 16 {
-        by_degree
-    } else {
-        (0..16).map(|k| by_degree[k * n / 16]).collect()
+    // Observed starts for a pattern start: every node of a small graph, else the 64 whose
+    // degree is closest to the pattern start's.
+    let obs_starts = |ps: usize| -> Vec<usize> {
+        let mut v: Vec<usize> = (0..n).collect();
+        v.sort_by_key(|&c| (obs.degree(c).abs_diff(pat.degree(ps)), c));
+        v.truncate(64);
+        v
     };
     let mut best = (0, (0..n).collect::<Vec<_>>());
     let mut first = true;
     for &ps in &pat_starts {
-        for depth_first in [false, true] {
-            let order = traversal(pat, ps, depth_first);
-            for &os in &obs_starts {
-                let mut map = greedy(obs, pat, &order, os);
+        let starts = obs_starts(ps);
+        for variant in 0..3 {
+            let order = traversal(pat, ps, variant == 1);
+            for &os in &starts {
+                let mut map = if variant == 2 {
+                    greedy_constrained(obs, pat, &order, os)
+                } else {
+                    greedy_in_order(obs, pat, &order, os)
+                };
                 let ov = improve(obs, pat, &mut map);
                 if first || ov > best.0 {
                     best = (ov, map);
@@ -582,13 +587,102 @@ fn heuristic(obs: &Graph, pat: &Graph, bound: usize) -> (usize, Vec<usize>) {
             }
         }
     }
+    // Errors made early by a greedy construction (an extra edge followed, a missing one
+    // skipped) are not undone by single swaps; annealing moves out of such places.
+    let (ov, map) = anneal(obs, pat, best.1.clone(), 3000 * n, bound);
+    if ov > best.0 {
+        best = (ov, map);
+    }
     best
+}
+
+/// Change in overlap when pattern nodes `a` and `b` exchange their images.
+fn swap_gain(obs: &Graph, pat: &Graph, map: &[usize], a: usize, b: usize) -> isize {
+    let (ia, ib) = (map[a], map[b]);
+    let mut g = 0isize;
+    for &x in &pat.nbrs[a] {
+        if x != b {
+            g += obs.has_edge(ib, map[x]) as isize - obs.has_edge(ia, map[x]) as isize;
+        }
+    }
+    for &y in &pat.nbrs[b] {
+        if y != a {
+            g += obs.has_edge(ia, map[y]) as isize - obs.has_edge(ib, map[y]) as isize;
+        }
+    }
+    g
+}
+
+/// Simulated annealing over swaps (deterministic seed), mostly moves that put a node next to
+/// the image of one of its pattern neighbours; returns the best mapping met.
+fn anneal(
+    obs: &Graph,
+    pat: &Graph,
+    mut map: Vec<usize>,
+    iterations: usize,
+    bound: usize,
+) -> (usize, Vec<usize>) {
+    let n = obs.n;
+    if n < 3 {
+        return (overlap_of(obs, pat, &map), map);
+    }
+    let mut inv = vec![0usize; n];
+    for (p, &c) in map.iter().enumerate() {
+        inv[c] = p;
+    }
+    let mut state = 0x9E37_79B9_7F4A_7C15u64 ^ n as u64;
+    let mut next = move || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    let mut cur = overlap_of(obs, pat, &map) as isize;
+    let mut best = (cur, map.clone());
+    let (t0, t1) = (1.5f64, 0.05f64);
+    for it in 0..iterations {
+        let t = t0 * (t1 / t0).powf(it as f64 / iterations as f64);
+        let a = (next() % n as u64) as usize;
+        let nb = &pat.nbrs[a];
+        let b = if next() % 5 != 0 && !nb.is_empty() {
+            let y = map[nb[(next() % nb.len() as u64) as usize]];
+            let on = &obs.nbrs[y];
+            if on.is_empty() {
+                (next() % n as u64) as usize
+            } else {
+                inv[on[(next() % on.len() as u64) as usize]]
+            }
+        } else {
+            (next() % n as u64) as usize
+        };
+        if a == b {
+            continue;
+        }
+        let d = swap_gain(obs, pat, &map, a, b);
+        let u = (next() >> 11) as f64 / (1u64 << 53) as f64;
+        if d >= 0 || u < (d as f64 / t).exp() {
+            map.swap(a, b);
+            inv[map[a]] = a;
+            inv[map[b]] = b;
+            cur += d;
+            if cur > best.0 {
+                best = (cur, map.clone());
+                if cur as usize == bound {
+                    break;
+                }
+            }
+        }
+    }
+    let mut map = best.1;
+    let ov = improve(obs, pat, &mut map);
+    (ov, map)
 }
 
 /// Maps pattern nodes in `order` one by one to the free observed node that keeps the most
 /// pattern edges so far; ties go to the closest degree, then to the fewest free neighbours
 /// (Warnsdorff's rule, which keeps paths from walling themselves in).
-fn greedy(obs: &Graph, pat: &Graph, order: &[usize], first: usize) -> Vec<usize> {
+fn greedy_in_order(obs: &Graph, pat: &Graph, order: &[usize], first: usize) -> Vec<usize> {
     let n = obs.n;
     let mut map = vec![usize::MAX; n];
     let mut used = vec![false; n];
@@ -634,29 +728,94 @@ fn greedy(obs: &Graph, pat: &Graph, order: &[usize], first: usize) -> Vec<usize>
     map
 }
 
+/// Maps pattern nodes one by one, always the one with the most neighbours mapped already
+/// (ties by their place in `order`), to the free observed node that agrees best with the
+/// mapping so far: most pattern edges kept minus observed edges to mapped nodes that the
+/// pattern does not have; then the closest degree, then the fewest free neighbours
+/// (Warnsdorff's rule, which keeps paths from walling themselves in).
+fn greedy_constrained(obs: &Graph, pat: &Graph, order: &[usize], first: usize) -> Vec<usize> {
+    let n = obs.n;
+    let mut rank = vec![0usize; n];
+    for (k, &p) in order.iter().enumerate() {
+        rank[p] = k;
+    }
+    let mut map = vec![usize::MAX; n];
+    let mut inv = vec![usize::MAX; n];
+    let mut mapped_nbrs = vec![0usize; n];
+    let mut stamp = vec![usize::MAX; n];
+    let assign = |p: usize, c: usize, map: &mut [usize], inv: &mut [usize], m: &mut [usize]| {
+        map[p] = c;
+        inv[c] = p;
+        for &x in &pat.nbrs[p] {
+            m[x] += 1;
+        }
+    };
+    assign(order[0], first, &mut map, &mut inv, &mut mapped_nbrs);
+    for step in 1..n {
+        let Some(p) = (0..n)
+            .filter(|&q| map[q] == usize::MAX)
+            .max_by_key(|&q| (mapped_nbrs[q], std::cmp::Reverse(rank[q])))
+        else {
+            break;
+        };
+        let images: Vec<usize> = pat.nbrs[p]
+            .iter()
+            .filter(|&&x| map[x] != usize::MAX)
+            .map(|&x| map[x])
+            .collect();
+        let mut pool: Vec<usize> = Vec::new();
+        for &y in &images {
+            for &c in &obs.nbrs[y] {
+                if inv[c] == usize::MAX && stamp[c] != step {
+                    stamp[c] = step;
+                    pool.push(c);
+                }
+            }
+        }
+        if pool.is_empty() {
+            pool = (0..n).filter(|&c| inv[c] == usize::MAX).collect();
+        }
+        let key = |c: usize| {
+            let hits = images.iter().filter(|&&y| obs.has_edge(c, y)).count() as isize;
+            let mut wrong = 0isize;
+            let mut free = 0usize;
+            for &y in &obs.nbrs[c] {
+                if inv[y] == usize::MAX {
+                    free += 1;
+                } else if !pat.has_edge(p, inv[y]) {
+                    wrong += 1;
+                }
+            }
+            let diff = obs.degree(c).abs_diff(pat.degree(p));
+            (
+                hits - wrong,
+                hits,
+                std::cmp::Reverse(diff),
+                std::cmp::Reverse(free),
+            )
+        };
+        let mut best = pool[0];
+        let mut best_key = key(best);
+        for &c in &pool[1..] {
+            let k = key(c);
+            if k > best_key || (k == best_key && c < best) {
+                best = c;
+                best_key = k;
+            }
+        }
+        assign(p, best, &mut map, &mut inv, &mut mapped_nbrs);
+    }
+    map
+}
+
 /// First-improvement local search over swaps of two pattern nodes' images.
 fn improve(obs: &Graph, pat: &Graph, map: &mut [usize]) -> usize {
     let n = obs.n;
-    let gain = |map: &[usize], a: usize, b: usize| -> isize {
-        let (ia, ib) = (map[a], map[b]);
-        let mut g = 0isize;
-        for &x in &pat.nbrs[a] {
-            if x != b {
-                g += obs.has_edge(ib, map[x]) as isize - obs.has_edge(ia, map[x]) as isize;
-            }
-        }
-        for &y in &pat.nbrs[b] {
-            if y != a {
-                g += obs.has_edge(ia, map[y]) as isize - obs.has_edge(ib, map[y]) as isize;
-            }
-        }
-        g
-    };
     for _pass in 0..50 {
         let mut improved = false;
         for a in 0..n {
             for b in a + 1..n {
-                if gain(map, a, b) > 0 {
+                if swap_gain(obs, pat, map, a, b) > 0 {
                     map.swap(a, b);
                     improved = true;
                 }
