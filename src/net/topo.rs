@@ -588,7 +588,14 @@ fn heuristic(obs: &Graph, pat: &Graph, bound: usize) -> (usize, Vec<usize>) {
         }
     }
     // Errors made early by a greedy construction (an extra edge followed, a missing one
-    // skipped) are not undone by single swaps; annealing moves out of such places.
+    // skipped) are not undone by single swaps: rebuild regions, then anneal.
+    let (ov, map) = ruin_and_recreate(obs, pat, best.1.clone(), 30 * n, bound);
+    if ov > best.0 {
+        best = (ov, map);
+    }
+    if best.0 == bound {
+        return best;
+    }
     let (ov, map) = anneal(obs, pat, best.1.clone(), 3000 * n, bound);
     if ov > best.0 {
         best = (ov, map);
@@ -741,17 +748,24 @@ fn greedy_constrained(obs: &Graph, pat: &Graph, order: &[usize], first: usize) -
     }
     let mut map = vec![usize::MAX; n];
     let mut inv = vec![usize::MAX; n];
+    map[order[0]] = first;
+    inv[first] = order[0];
+    complete(obs, pat, &rank, &mut map, &mut inv);
+    map
+}
+
+/// Fills the unmapped pattern nodes of a partial mapping (`usize::MAX` marks them, `inv` is
+/// its inverse) the way [`greedy_constrained`] does, using the free observed nodes only.
+fn complete(obs: &Graph, pat: &Graph, rank: &[usize], map: &mut [usize], inv: &mut [usize]) {
+    let n = obs.n;
     let mut mapped_nbrs = vec![0usize; n];
-    let mut stamp = vec![usize::MAX; n];
-    let assign = |p: usize, c: usize, map: &mut [usize], inv: &mut [usize], m: &mut [usize]| {
-        map[p] = c;
-        inv[c] = p;
+    for p in (0..n).filter(|&p| map[p] != usize::MAX) {
         for &x in &pat.nbrs[p] {
-            m[x] += 1;
+            mapped_nbrs[x] += 1;
         }
-    };
-    assign(order[0], first, &mut map, &mut inv, &mut mapped_nbrs);
-    for step in 1..n {
+    }
+    let mut stamp = vec![usize::MAX; n];
+    for step in 0..n {
         let Some(p) = (0..n)
             .filter(|&q| map[q] == usize::MAX)
             .max_by_key(|&q| (mapped_nbrs[q], std::cmp::Reverse(rank[q])))
@@ -803,9 +817,92 @@ fn greedy_constrained(obs: &Graph, pat: &Graph, order: &[usize], first: usize) -
                 best_key = k;
             }
         }
-        assign(p, best, &mut map, &mut inv, &mut mapped_nbrs);
+        map[p] = best;
+        inv[best] = p;
+        for &x in &pat.nbrs[p] {
+            mapped_nbrs[x] += 1;
+        }
     }
-    map
+}
+
+/// Large-neighbourhood search: repeatedly unmap a ball of the pattern around a node with an
+/// unmatched edge (radius 1 to 4, with every such node and its neighbours every other time)
+/// and map it again with [`complete`]; keeps the result when it
+/// is no worse. Repairs the misplaced regions (a fold, a shift) that single swaps cannot.
+fn ruin_and_recreate(
+    obs: &Graph,
+    pat: &Graph,
+    mut map: Vec<usize>,
+    iterations: usize,
+    bound: usize,
+) -> (usize, Vec<usize>) {
+    let n = obs.n;
+    let mut state = 0xD1B5_4A32_D192_ED03u64 ^ n as u64;
+    let mut next = move || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    let rank: Vec<usize> = (0..n).collect();
+    let mut best = overlap_of(obs, pat, &map);
+    let mut dist = vec![usize::MAX; n];
+    for _ in 0..iterations {
+        if best == bound {
+            break;
+        }
+        let bad: Vec<usize> = (0..n)
+            .filter(|&p| pat.nbrs[p].iter().any(|&x| !obs.has_edge(map[p], map[x])))
+            .collect();
+        let centre = if bad.is_empty() {
+            (next() % n as u64) as usize
+        } else {
+            bad[(next() % bad.len() as u64) as usize]
+        };
+        let radius = 1 + (next() % 4) as usize;
+        let mut trial = map.clone();
+        let mut inv = vec![usize::MAX; n];
+        dist.fill(usize::MAX);
+        dist[centre] = 0;
+        let mut queue = VecDeque::from([centre]);
+        // Every other time, also every node with an unmatched edge: the nodes a misplaced
+        // region needs may sit in other misplaced places.
+        if next() % 2 == 0 {
+            for &b in &bad {
+                if dist[b] == usize::MAX {
+                    dist[b] = radius.saturating_sub(1);
+                    queue.push_back(b);
+                }
+            }
+        }
+        while let Some(a) = queue.pop_front() {
+            trial[a] = usize::MAX;
+            if dist[a] < radius {
+                for &b in &pat.nbrs[a] {
+                    if dist[b] == usize::MAX {
+                        dist[b] = dist[a] + 1;
+                        queue.push_back(b);
+                    }
+                }
+            }
+        }
+        if trial.iter().all(|&c| c == usize::MAX) {
+            continue;
+        }
+        for (p, &c) in trial.iter().enumerate() {
+            if c != usize::MAX {
+                inv[c] = p;
+            }
+        }
+        complete(obs, pat, &rank, &mut trial, &mut inv);
+        let ov = overlap_of(obs, pat, &trial);
+        if ov >= best {
+            best = ov;
+            map = trial;
+        }
+    }
+    (best, map)
 }
 
 /// First-improvement local search over swaps of two pattern nodes' images.
