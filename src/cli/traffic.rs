@@ -153,7 +153,7 @@ pub fn run(a: TrafficArgs, command: Vec<String>) -> anyhow::Result<i32> {
         .map_or("standard output".to_string(), |p| p.display().to_string());
     let start_unix = unix_now();
     eprintln!(
-        "vmmon: traffic: capturing on {} for {}",
+        "vmmon: traffic: capturing on {} {}",
         capture
             .counter
             .interfaces()
