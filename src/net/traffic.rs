@@ -1417,6 +1417,27 @@ mod tests {
         );
     }
 
+    /// A bridge with an address, watched with its port: the host's packets count at the
+    /// bridge, the VM's at the port, never both.
+    #[test]
+    fn a_bridge_and_its_port_count_once() {
+        let mut port = iface("vm1", "tap1", Role::Port, &[]);
+        port.master = Some("br0".into());
+        let ifaces = vec![iface("host", "br0", Role::Own, &["10.0.0.254"]), port];
+        let mut c = Counter::new(ifaces, &CountOptions::default());
+        let down = pkt("10.0.0.254", "10.0.0.7", 300);
+        c.observe(0, true, down);
+        c.observe(1, true, down);
+        let up = pkt("10.0.0.7", "10.0.0.254", 200);
+        c.observe(1, false, up);
+        c.observe(0, false, up);
+        c.resolve();
+        let m = c.matrix(&c.total, 1.0);
+        assert_eq!(m.endpoints, vec!["host", "vm1"]);
+        assert_eq!(m.get("host", "vm1").map(|c| c.packets), Some(1));
+        assert_eq!(m.get("vm1", "host").map(|c| c.packets), Some(1));
+    }
+
     #[test]
     fn loopback_counts_each_packet_once() {
         let ifaces = vec![iface("host", "lo", Role::Loopback, &["127.0.0.1"])];
