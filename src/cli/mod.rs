@@ -13,6 +13,8 @@ mod load;
 mod model;
 mod probe;
 mod record;
+mod topo;
+mod traffic;
 
 use std::ffi::OsString;
 use std::io::IsTerminal;
@@ -77,6 +79,14 @@ enum Command {
     /// `mesh` asks every agent to measure every other one (docs/network.md).
     #[command(subcommand)]
     Probe(probe::ProbeCommand),
+    /// The traffic matrix among endpoints, in bytes/s, counted from the packets seen on
+    /// the given interfaces (AF_PACKET; needs CAP_NET_RAW). Each packet counts once, where
+    /// it enters the watched interfaces.
+    Traffic(traffic::TrafficArgs),
+    /// The communication topology of a traffic matrix: symmetrise, normalise by the
+    /// largest entry, prune below a threshold, and score ring, mesh, torus, star, tree,
+    /// line and all-to-all patterns (Jaccard similarity under the best node mapping).
+    Topo(topo::TopoArgs),
 }
 
 /// Exit code for a usage error.
@@ -111,6 +121,8 @@ pub fn main(args: Vec<OsString>) -> i32 {
         Command::Align(a) => align::run(a, command),
         Command::Charge(a) => charge::run(a),
         Command::Probe(c) => probe::run(c),
+        Command::Traffic(a) => traffic::run(a, command),
+        Command::Topo(a) => topo::run(a),
     };
     match result {
         Ok(code) => code,

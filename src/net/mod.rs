@@ -1,3 +1,7 @@
-//! Measurements among the hosts of a virtual LAN, for an adaptive overlay: see docs/network.md.
+//! Networks among VMs: latency and bandwidth measured between hosts ([`probe`]), the traffic
+//! matrix counted from packets ([`traffic`]) and the communication topology inferred from it
+//! ([`topo`]). See docs/network.md.
 
 pub mod probe;
+pub mod topo;
+pub mod traffic;
