@@ -1,68 +1,29 @@
 //! `vmmon clock serve|probe` and `record --clock-ref` on loopback, with libfaketime as the
 //! independent clock: a process whose clock is shifted (and sped up) by a known amount.
 
-use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::util::{Guard, require, vmmon, vmmon_bin};
+use crate::util::{Guard, Server, require, vmmon, vmmon_bin};
 
-/// A running `vmmon clock serve` on a free loopback port, in a process group of its own
-/// (killed if a test fails first).
-struct Serve {
-    guard: Guard,
-    port: u16,
-}
+/// `vmmon clock serve` on a free loopback port.
+struct Serve;
 
 impl Serve {
-    fn start() -> Serve {
+    fn start() -> Server {
         Serve::spawn(vmmon())
     }
 
     /// A server whose clock faketime shifts by `spec` (e.g. `+2.5s`).
-    fn faked(spec: &str) -> Serve {
+    fn faked(spec: &str) -> Server {
         let mut cmd = std::process::Command::new("faketime");
         cmd.args(["-f", spec]).arg(vmmon_bin());
         Serve::spawn(cmd)
     }
 
-    fn spawn(mut cmd: std::process::Command) -> Serve {
-        let mut guard = Guard::spawn(
-            cmd.args(["clock", "serve", "--listen", "127.0.0.1:0"])
-                .stderr(Stdio::piped()),
-        );
-        let mut first = String::new();
-        let stderr = guard
-            .0
-            .as_mut()
-            .and_then(|c| c.stderr.as_mut())
-            .expect("stderr");
-        BufReader::new(stderr).read_line(&mut first).expect("read");
-        let port = first
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.split_whitespace().next())
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("no port in {first:?}"));
-        Serve { guard, port }
-    }
-
-    fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    /// SIGTERM, then the exit code and the rest of stderr (the counters).
-    fn stop(self) -> (Option<i32>, String) {
-        let out = self
-            .guard
-            .signal(libc::SIGTERM)
-            .wait_with_output()
-            .expect("wait");
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+    fn spawn(mut cmd: std::process::Command) -> Server {
+        Server::spawn(cmd.args(["clock", "serve", "--listen", "127.0.0.1:0"]))
     }
 }
 

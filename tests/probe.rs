@@ -4,56 +4,20 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
-use std::process::{Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
-use crate::util::{Guard, vmmon};
+use crate::util::{Server, vmmon};
 
-/// A running `vmmon probe serve` on a free loopback port.
-struct Agent {
-    guard: Guard,
-    port: u16,
-}
+/// `vmmon probe serve` on a free loopback port.
+struct Agent;
 
 impl Agent {
-    fn start(extra: &[&str]) -> Agent {
-        let mut guard = Guard::spawn(
+    fn start(extra: &[&str]) -> Server {
+        Server::spawn(
             vmmon()
                 .args(["probe", "serve", "--listen", "127.0.0.1:0"])
-                .args(extra)
-                .stderr(Stdio::piped()),
-        );
-        let mut first = String::new();
-        let stderr = guard
-            .0
-            .as_mut()
-            .and_then(|c| c.stderr.as_mut())
-            .expect("stderr");
-        BufReader::new(stderr).read_line(&mut first).expect("read");
-        // "vmmon probe serve: listening on 127.0.0.1:PORT (TCP and UDP)"
-        let port = first
-            .split("127.0.0.1:")
-            .nth(1)
-            .and_then(|p| p.split_whitespace().next())
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("no port in {first:?}"));
-        Agent { guard, port }
-    }
-
-    fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    /// SIGTERM, then the exit code and the counters line.
-    fn stop(self) -> (Option<i32>, String) {
-        let out = self
-            .guard
-            .signal(libc::SIGTERM)
-            .wait_with_output()
-            .expect("wait");
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
+                .args(extra),
         )
     }
 }
@@ -73,11 +37,11 @@ fn counter(stats: &str, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no count for {name} in {stats}"))
 }
 
-fn three() -> [Agent; 3] {
+fn three() -> [Server; 3] {
     [Agent::start(&[]), Agent::start(&[]), Agent::start(&[])]
 }
 
-fn specs(agents: &[Agent]) -> Vec<String> {
+fn specs(agents: &[Server]) -> Vec<String> {
     ["a", "b", "c"]
         .iter()
         .zip(agents)

@@ -119,3 +119,58 @@ impl Drop for Guard {
         }
     }
 }
+
+/// A vmmon server (`clock serve`, `probe serve`) started on `127.0.0.1:0`, with the port it
+/// reports on the first line of its stderr.
+pub struct Server {
+    /// The server process (its group is killed on drop).
+    pub guard: Guard,
+    /// The port it listens on.
+    pub port: u16,
+}
+
+impl Server {
+    /// Spawns `cmd` with stderr piped and reads `…127.0.0.1:PORT…` from its first line.
+    pub fn spawn(cmd: &mut Command) -> Server {
+        use std::io::BufRead;
+        let mut guard = Guard::spawn(cmd.stderr(std::process::Stdio::piped()));
+        let mut first = String::new();
+        let stderr = guard
+            .0
+            .as_mut()
+            .and_then(|c| c.stderr.as_mut())
+            .expect("stderr");
+        std::io::BufReader::new(stderr)
+            .read_line(&mut first)
+            .expect("read");
+        let port = first
+            .split("127.0.0.1:")
+            .nth(1)
+            .map(|p| {
+                p.chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect::<String>()
+            })
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {first:?}"));
+        Server { guard, port }
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// SIGTERM, then the exit code and the rest of stderr (the server's counters).
+    pub fn stop(self) -> (Option<i32>, String) {
+        let out = self
+            .guard
+            .signal(libc::SIGTERM)
+            .wait_with_output()
+            .expect("wait");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}

@@ -142,8 +142,9 @@ impl Server {
 }
 
 /// Asks for a larger receive buffer, so that a burst of garbage does not crowd out the
-/// requests behind it; the kernel caps it at `net.core.rmem_max`, and failure is harmless.
-fn set_receive_buffer(socket: &UdpSocket, bytes: libc::c_int) {
+/// requests behind it (here and in `probe serve`); the kernel caps it at
+/// `net.core.rmem_max`, and failure is harmless.
+pub(crate) fn set_receive_buffer(socket: &UdpSocket, bytes: libc::c_int) {
     use std::os::fd::AsRawFd;
     // SAFETY: a valid socket descriptor and a pointer to a c_int of the stated length.
     unsafe {
