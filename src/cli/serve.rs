@@ -15,14 +15,12 @@ use crate::export::http::{self, Limits, Request, Response};
 use crate::export::openmetrics::{Format, Scraper};
 use crate::record::{DeviceFilter, RecordConfig, SourceOptions, UsageError, VmSelect};
 
-/// The default port: not node_exporter's 9100, so that both can run on one host.
-pub const DEFAULT_PORT: u16 = 9797;
-
 /// Options of `vmmon serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Address to listen on: IP:PORT, HOST:PORT or :PORT (loopback). Give 0.0.0.0:PORT or
-    /// [::]:PORT to be scraped from other machines.
+    /// [::]:PORT to be scraped from other machines. The default port is not node_exporter's
+    /// 9100, so that both can run on one host.
     #[arg(long, default_value = "127.0.0.1:9797", value_name = "ADDR")]
     listen: String,
 
@@ -70,8 +68,7 @@ impl ServeArgs {
         let matcher = match &self.vm_match {
             None => None,
             Some(re) => Some(
-                regex::Regex::new(re)
-                    .map_err(|e| UsageError(format!("--vm-match '{re}': {e}")))?,
+                regex::Regex::new(re).map_err(|e| UsageError(format!("--vm-match '{re}': {e}")))?,
             ),
         };
         let vms = (self.vms || !self.vm_pid.is_empty() || matcher.is_some()).then(|| VmSelect {

@@ -114,17 +114,19 @@ pub fn read_request(stream: &mut impl Read, limits: &Limits) -> Result<Request, 
         if len == buf.len() {
             return Err(Response::text(
                 431,
-                &format!(
-                    "request head larger than {} bytes",
-                    limits.max_head_bytes
-                ),
+                &format!("request head larger than {} bytes", limits.max_head_bytes),
             ));
         }
         let n = match stream.read(&mut buf[len..]) {
             Ok(0) => return Err(Response::text(400, "connection closed mid-request")),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 return Err(Response::text(408, "request not received in time"));
             }
             Err(e) => return Err(Response::text(400, &format!("read error: {e}"))),
@@ -242,5 +244,99 @@ pub fn serve(
             active.fetch_sub(1, Ordering::AcqRel);
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(limits: Limits) -> std::net::SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let handler = Arc::new(|req: &Request| Response::text(200, &req.path));
+        std::thread::spawn(move || serve(listener, limits, handler));
+        addr
+    }
+
+    fn answer(mut s: TcpStream) -> String {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    }
+
+    #[test]
+    fn a_client_that_trickles_its_request_is_cut_off_at_the_deadline() {
+        let limits = Limits {
+            read_timeout: Duration::from_millis(300),
+            ..Limits::default()
+        };
+        let addr = server(limits);
+        let t = Instant::now();
+        let mut s = TcpStream::connect(addr).expect("connect");
+        // A byte every 100 ms: each read is quick, the whole is too slow.
+        for b in b"GET /metrics HTTP/1.1\r\n" {
+            if s.write_all(&[*b]).is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            if t.elapsed() > Duration::from_secs(1) {
+                break;
+            }
+        }
+        let out = answer(s);
+        assert!(out.starts_with("HTTP/1.1 408 "), "{out}");
+        assert!(t.elapsed() < Duration::from_secs(3));
+    }
+
+    #[test]
+    fn requests_are_parsed_and_limited() {
+        let limits = Limits::default();
+        let req = read_request(
+            &mut &b"GET /metrics?a=b HTTP/1.1\r\nACCEPT: text/plain\r\n\r\n"[..],
+            &limits,
+        )
+        .expect("parsed");
+        assert_eq!(req.path, "/metrics");
+        assert_eq!(req.accept.as_deref(), Some("text/plain"));
+        let big = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(10_000));
+        let r = read_request(&mut big.as_bytes(), &limits).expect_err("too big");
+        assert_eq!(r.status, 431);
+        let r = read_request(&mut &b"GET / HT"[..], &limits).expect_err("cut");
+        assert_eq!(r.status, 400);
+        let mut many = String::from("GET / HTTP/1.1\r\n");
+        for i in 0..70 {
+            many.push_str(&format!("X{i}: y\r\n"));
+        }
+        many.push_str("\r\n");
+        let r = read_request(&mut many.as_bytes(), &limits).expect_err("many");
+        assert_eq!(r.status, 431);
+        let addr = server(limits);
+        let mut s = TcpStream::connect(addr).expect("connect");
+        s.write_all(b"GET /x HTTP/1.1\r\n\r\n").unwrap();
+        let out = answer(s);
+        assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
+        assert!(
+            out.contains("Content-Length: 3\r\nConnection: close\r\n\r\n/x\n"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn connections_beyond_the_limit_get_503() {
+        let limits = Limits {
+            max_connections: 1,
+            read_timeout: Duration::from_secs(2),
+            ..Limits::default()
+        };
+        let addr = server(limits);
+        // The first holds the only slot by sending nothing.
+        let _idle = TcpStream::connect(addr).expect("connect");
+        std::thread::sleep(Duration::from_millis(200));
+        let mut s = TcpStream::connect(addr).expect("connect");
+        let _ = s.write_all(b"GET / HTTP/1.1\r\n\r\n");
+        let out = answer(s);
+        assert!(out.starts_with("HTTP/1.1 503 "), "{out}");
     }
 }

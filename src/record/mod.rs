@@ -245,9 +245,13 @@ impl Recorder {
         let exposition = (config.layout == Layout::OpenMetrics).then(|| {
             // SAFETY: sysconf has no preconditions.
             let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+            let vm_columns: &[schema::Column] = match &vms {
+                Some(v) => v.long_columns(),
+                None => &[],
+            };
             crate::export::openmetrics::Exposition::new(
                 &schema.columns,
-                vms.as_ref().map_or(&[], VmView::long_columns),
+                vm_columns,
                 &schema.devices,
                 ticks,
             )
