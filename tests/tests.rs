@@ -15,6 +15,7 @@ mod netns;
 mod network;
 mod probe;
 mod sar;
+mod serve;
 mod traffic;
 mod vms;
 // Shared with the quiet tests, which use all of it.

@@ -13,6 +13,7 @@ mod load;
 mod model;
 mod probe;
 mod record;
+mod serve;
 mod topo;
 mod traffic;
 
@@ -87,6 +88,10 @@ enum Command {
     /// largest entry, prune below a threshold, and score ring, mesh, torus, star, tree,
     /// line and all-to-all patterns (Jaccard similarity under the best node mapping).
     Topo(topo::TopoArgs),
+    /// Serve the current sample on `GET /metrics` for Prometheus: the raw counters (and,
+    /// with --vms, per-VM series labelled vm="NAME") in the OpenMetrics or 0.0.4 text
+    /// format, sampled afresh at each scrape (docs/fleet.md).
+    Serve(serve::ServeArgs),
 }
 
 /// Exit code for a usage error.
@@ -123,6 +128,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
         Command::Probe(c) => probe::run(c),
         Command::Traffic(a) => traffic::run(a, command),
         Command::Topo(a) => topo::run(a),
+        Command::Serve(a) => serve::run(a),
     };
     match result {
         Ok(code) => code,

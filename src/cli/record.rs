@@ -92,8 +92,10 @@ pub struct RecordArgs {
     #[arg(long, value_name = "REGEX")]
     vm_match: Option<String>,
 
-    /// Row layout: `csv` (one wide row per sample) or `long` (time,vm,metric,value rows, for
-    /// VMs that come and go; the host's metrics have an empty vm).
+    /// Row layout: `csv` (one wide row per sample), `long` (time,vm,metric,value rows, for
+    /// VMs that come and go; the host's metrics have an empty vm), or `openmetrics` (the
+    /// cumulative counters as timestamped OpenMetrics blocks, ending in `# EOF`, for
+    /// `promtool tsdb create-blocks-from openmetrics`; implies --raw; see docs/fleet.md).
     #[arg(long, value_enum, default_value = "csv")]
     format: crate::record::Layout,
 
@@ -150,7 +152,8 @@ impl RecordArgs {
             period: self.period,
             max_rows: self.max,
             name: self.name.clone(),
-            raw: self.raw,
+            // The exposition is of cumulative counters (Prometheus computes rates).
+            raw: self.raw || self.format == crate::record::Layout::OpenMetrics,
             time_format: self.timestamp.unwrap_or_default(),
             proc_root: self.proc_root.clone(),
             sys_root: self.sys_root.clone(),

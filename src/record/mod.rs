@@ -82,6 +82,11 @@ pub enum Layout {
     /// One row per sample, VM and metric: `time,vm,metric,value` (vm empty for the host), for
     /// VMs that come and go.
     Long,
+    /// The Prometheus/OpenMetrics text exposition of the raw counters, one timestamped block
+    /// per sample and `# EOF` at the end, for backfilling Prometheus from a file (implies raw).
+    #[value(name = "openmetrics")]
+    #[serde(rename = "openmetrics")]
+    OpenMetrics,
 }
 
 /// Header of the long layout.
@@ -187,12 +192,17 @@ pub struct Recorder {
     buf: Vec<u8>,
     clock: Option<crate::clock::Prober>,
     vms: Option<VmView>,
+    exposition: Option<crate::export::openmetrics::Exposition>,
 }
 
 impl Recorder {
     /// Opens every source; fails (naming the file) if a required `/proc` file is unreadable.
-    pub fn new(config: RecordConfig) -> anyhow::Result<Self> {
+    pub fn new(mut config: RecordConfig) -> anyhow::Result<Self> {
         config.validate()?;
+        // The exposition is of cumulative counters: Prometheus computes the rates.
+        if config.layout == Layout::OpenMetrics {
+            config.raw = true;
+        }
         let mut builder = schema::SchemaBuilder::new(config.raw);
         let mut notes = Notes::default();
         let srcs = sources::build_sources(
@@ -207,7 +217,8 @@ impl Recorder {
             Some(select) => Some(VmView::new(
                 &config.proc_root,
                 select.clone(),
-                config.layout == Layout::Long,
+                // VMs that come and go: per-VM rows rather than columns fixed at the start.
+                config.layout != Layout::Wide,
                 config.rate_hz,
                 &mut builder,
                 &mut notes,
@@ -230,15 +241,49 @@ impl Recorder {
                 )
             }
         };
+        let schema = builder.finish();
+        let exposition = (config.layout == Layout::OpenMetrics).then(|| {
+            // SAFETY: sysconf has no preconditions.
+            let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+            let vm_columns: &[schema::Column] = match &vms {
+                Some(v) => v.long_columns(),
+                None => &[],
+            };
+            crate::export::openmetrics::Exposition::new(
+                &schema.columns,
+                vm_columns,
+                &schema.devices,
+                ticks,
+            )
+        });
         Ok(Recorder {
             config,
-            schema: builder.finish(),
+            schema,
             sources: srcs,
             notes,
             buf: Vec::with_capacity(16 * 1024),
             clock,
             vms,
+            exposition,
         })
+    }
+
+    /// The exposition of this recording's metrics (with [`Layout::OpenMetrics`]).
+    pub fn exposition(&self) -> Option<&crate::export::openmetrics::Exposition> {
+        self.exposition.as_ref()
+    }
+
+    /// The host sources that could not be read in the latest sample (empty when it is whole).
+    pub fn read_failures(&self) -> &[String] {
+        self.notes.failures()
+    }
+
+    /// Each VM's cells for the latest sample, in the per-VM column order (not the wide layout).
+    pub fn vm_rows(&self, out: &mut Vec<(String, Vec<Cell>)>) {
+        match &self.vms {
+            Some(v) => v.long_rows(out),
+            None => out.clear(),
+        }
     }
 
     /// The recording's columns.
@@ -278,8 +323,11 @@ impl Recorder {
 
     /// The CSV header line.
     pub fn header(&self) -> String {
-        if self.config.layout == Layout::Long {
-            return LONG_HEADER.to_string();
+        match self.config.layout {
+            Layout::Long => return LONG_HEADER.to_string(),
+            // Each block carries its own metadata lines.
+            Layout::OpenMetrics => return String::new(),
+            Layout::Wide => {}
         }
         let names: Vec<String> = self.columns().into_iter().map(|c| c.name).collect();
         names.join(",") + "\n"
@@ -287,6 +335,7 @@ impl Recorder {
 
     /// Reads every source into `sample` (its times are the caller's).
     pub fn read(&mut self, sample: &mut Sample) {
+        self.notes.start_sample();
         for s in &mut self.sources {
             s.read(&mut self.buf, &mut sample.values, &mut self.notes);
         }
@@ -361,6 +410,13 @@ impl Recorder {
     ) {
         use std::fmt::Write as _;
         out.clear();
+        if let Some(exp) = &self.exposition {
+            let mut vms = Vec::new();
+            self.vm_rows(&mut vms);
+            let format = crate::export::openmetrics::Format::OpenMetrics;
+            exp.render(cells, &vms, format, Some(sample.wall), false, out);
+            return;
+        }
         trace::push_time(out, sample.wall, self.config.time_format);
         out.push(',');
         trace::push_seconds(out, sample.mono);
@@ -436,7 +492,12 @@ impl Recorder {
         for n in self.take_notes() {
             on_note(n);
         }
-        let mut error = sink.write_row(self.header().as_bytes()).err();
+        let header = self.header();
+        let mut error = if header.is_empty() {
+            None
+        } else {
+            sink.write_row(header.as_bytes()).err()
+        };
         schedule::tighten_timer_slack();
         let interval = self.config.interval();
         let start = monotonic();
@@ -486,6 +547,10 @@ impl Recorder {
             if let Some(e) = background.as_ref().and_then(|b| b.take_error()) {
                 on_note(format!("vmmon: --clock-ref: {e} (still trying)"));
             }
+        }
+        // OpenMetrics ends with `# EOF`: a file without it was cut short.
+        if error.is_none() && self.config.layout == Layout::OpenMetrics {
+            error = sink.write_row(b"# EOF\n").err();
         }
         let signal = match stop.load(Ordering::Relaxed) {
             0 => None,

@@ -41,6 +41,9 @@ impl Values {
 pub struct Notes {
     seen: BTreeSet<String>,
     pending: Vec<String>,
+    /// Files that failed to read during the current sample, every time (not once): a
+    /// scrape must fail on each sample that is incomplete, not only the first.
+    failures: Vec<String>,
 }
 
 impl Notes {
@@ -54,6 +57,21 @@ impl Notes {
     /// Takes the messages queued since the last call.
     pub fn drain(&mut self) -> Vec<String> {
         std::mem::take(&mut self.pending)
+    }
+
+    /// Records that a host source could not be read in the current sample.
+    pub fn failed(&mut self, msg: String) {
+        self.failures.push(msg);
+    }
+
+    /// The read failures of the current sample (cleared by [`Notes::start_sample`]).
+    pub fn failures(&self) -> &[String] {
+        &self.failures
+    }
+
+    /// Forgets the previous sample's read failures.
+    pub fn start_sample(&mut self) {
+        self.failures.clear();
     }
 }
 
@@ -159,6 +177,7 @@ pub(super) fn read_or_note<'a>(
         Ok(text) => Some(text),
         Err(e) => {
             let p = file.path().display().to_string();
+            notes.failed(format!("cannot read {p}: {e}"));
             notes.once(
                 &p,
                 format!("warning: cannot read {p}: {e}; its cells stay empty"),
