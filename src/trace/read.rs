@@ -412,8 +412,17 @@ pub fn read_series(input: &str, names: &[String], opts: &ReadOptions) -> anyhow:
     let at = table.locate(names)?;
     // A lone read asks for its own columns: move them out rather than copy.
     let mut values = std::mem::take(&mut table.raw.values);
+    let mut columns: Vec<Vec<f64>> = Vec::with_capacity(at.len());
+    for (j, &k) in at.iter().enumerate() {
+        // A name asked for twice (`-u u -y u`) shares the column read once.
+        let column = match at[..j].iter().position(|&e| e == k) {
+            Some(i) => columns[i].clone(),
+            None => std::mem::take(&mut values[k]),
+        };
+        columns.push(column);
+    }
     let raw = Raw {
-        values: at.iter().map(|&k| std::mem::take(&mut values[k])).collect(),
+        values: columns,
         ..table.raw
     };
     prepare(raw, names, opts, table.sidecar)
