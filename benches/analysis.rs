@@ -6,6 +6,7 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use vmmon::sysid::arx::{self, Orders};
+use vmmon::sysid::batch::{self as arx_batch, Problem};
 use vmmon::sysid::impulse::{self, Method};
 use vmmon::sysid::order::{self, Criterion as OrderCriterion, Grid};
 use vmmon::sysid::xcorr::{cross_correlation, lagged_products_direct};
@@ -81,5 +82,48 @@ fn analysis(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, analysis);
+/// The batch: 1,000 SISO ARX(4,4,1) models on 10⁴ samples each (fit and residual
+/// tests, as `vmmon fit --batch` does per model), over 100 inputs and 10 outputs held in
+/// memory, in parallel on every core.
+fn batch(c: &mut Criterion) {
+    let n = 10_000;
+    let us: Vec<Vec<f64>> = (0..100).map(|i| noise(100 + i, n)).collect();
+    let ys: Vec<Vec<f64>> = (0..10)
+        .map(|j| {
+            let e = noise(300 + j, n);
+            let mut y = vec![0.0; n];
+            for t in 4..n {
+                y[t] = 0.5 * y[t - 1] - 0.2 * y[t - 2]
+                    + us[j as usize][t - 1]
+                    + 0.3 * us[j as usize][t - 2]
+                    + 0.1 * e[t];
+            }
+            y
+        })
+        .collect();
+    let names: Vec<[String; 1]> = (0..100).map(|i| [format!("u{i}")]).collect();
+    let problems: Vec<Problem> = (0..1000)
+        .map(|i| Problem {
+            output: "y",
+            inputs: &names[i % 100],
+            orders: Orders {
+                na: 4,
+                nb: vec![4],
+                nk: vec![1],
+            },
+            sample_time: 1.0,
+            y: &ys[i / 100],
+            us: vec![&us[i % 100]],
+            test: None,
+        })
+        .collect();
+    let mut g = c.benchmark_group("batch");
+    g.sample_size(10);
+    g.bench_function("fit_1000_arx441_1e4", |b| {
+        b.iter(|| black_box(arx_batch::fit_all(&problems)))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, analysis, batch);
 criterion_main!(benches);

@@ -5,6 +5,7 @@ mod util;
 mod align;
 mod analysis;
 mod arx;
+mod batch;
 mod charge;
 mod cli;
 mod clock;

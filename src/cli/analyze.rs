@@ -18,7 +18,7 @@ use crate::trace::read::{self, Bound, Gaps, ReadOptions, Series};
 pub struct TraceArgs {
     /// Trace to analyse (CSV with a header), or - for standard input.
     #[arg(value_name = "DATA")]
-    data: String,
+    pub(crate) data: String,
 
     /// First sample analysed: a time (Unix seconds or RFC 3339) or a row index #N.
     #[arg(long, value_name = "TIME|#ROW")]
@@ -62,7 +62,7 @@ impl TraceArgs {
         self.detrend.unwrap_or(default)
     }
 
-    fn options(&self, detrend: Detrend) -> anyhow::Result<ReadOptions> {
+    pub(crate) fn options(&self, detrend: Detrend) -> anyhow::Result<ReadOptions> {
         if !(self.tolerance > 0.0 && self.tolerance < 0.5) {
             return Err(usage(format!(
                 "--tolerance {} must be between 0 and 0.5",

@@ -6,6 +6,7 @@
 
 mod align;
 mod analyze;
+mod batch;
 mod charge;
 mod clock;
 pub mod legacy;

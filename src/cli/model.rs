@@ -19,12 +19,33 @@ pub struct FitArgs {
     #[command(flatten)]
     trace: TraceArgs,
 
-    #[command(flatten)]
-    cols: ModelColumns,
+    /// Input column(s), comma-separated.
+    #[arg(
+        short = 'u',
+        long,
+        value_delimiter = ',',
+        required_unless_present = "batch",
+        value_name = "COLUMNS"
+    )]
+    input: Vec<String>,
+
+    /// Output column.
+    #[arg(
+        short = 'y',
+        long,
+        value_name = "COLUMN",
+        required_unless_present = "batch"
+    )]
+    output: Option<String>,
 
     /// Number of poles na (order of A).
-    #[arg(long, value_name = "NA", allow_negative_numbers = true)]
-    poles: usize,
+    #[arg(
+        long,
+        value_name = "NA",
+        allow_negative_numbers = true,
+        required_unless_present = "batch"
+    )]
+    poles: Option<usize>,
 
     /// Number of zeros nb (B coefficients) per input: one value, or one per input.
     #[arg(
@@ -44,9 +65,21 @@ pub struct FitArgs {
     )]
     delay: Vec<usize>,
 
-    /// Write the model as JSON to FILE (for `vmmon reconstruct`).
+    /// Write the model as JSON to FILE (for `vmmon reconstruct`); with --batch, the summary
+    /// CSV.
     #[arg(short = 'o', long = "out", value_name = "FILE")]
     out: Option<PathBuf>,
+
+    /// Fit many models in parallel. DATA is a PAIRS.csv listing them (columns trace, output,
+    /// inputs, and optionally na, nb, nk, name); or, with -y, a quoted glob of traces
+    /// ('traces/*.csv') that each get the model of -u, -y and the orders. One summary row
+    /// per model (docs/analysis.md).
+    #[arg(long)]
+    batch: bool,
+
+    /// With --batch: write each model's JSON to DIR/NAME.json.
+    #[arg(long, value_name = "DIR", requires = "batch")]
+    models: Option<PathBuf>,
 
     /// Rows to estimate on, START:END of the rows read: row numbers or percentages, either
     /// end may be empty (`0:70%`, `:1400`).
@@ -149,14 +182,33 @@ fn per_input(what: &str, v: &[usize], inputs: usize) -> anyhow::Result<Vec<usize
 
 /// Runs `vmmon fit`.
 pub fn fit(a: FitArgs) -> anyhow::Result<i32> {
-    let k = a.cols.input.len();
+    if a.batch {
+        no_detrend(&a.trace, "fit")?;
+        return super::batch::run(&super::batch::Request {
+            trace: &a.trace,
+            inputs: &a.input,
+            output: a.output.as_deref(),
+            poles: a.poles,
+            zeros: &a.zeros,
+            delay: &a.delay,
+            estimate: a.estimate.as_deref(),
+            validate: a.validate.as_deref(),
+            out: a.out.as_deref(),
+            models: a.models.as_deref(),
+        });
+    }
+    // clap requires these without --batch.
+    let (Some(output), Some(poles)) = (a.output.as_deref(), a.poles) else {
+        return Err(usage("fit needs -y and --poles".into()));
+    };
+    let k = a.input.len();
     let orders = Orders {
-        na: a.poles,
+        na: poles,
         nb: per_input("zeros", &a.zeros, k)?,
         nk: per_input("delay", &a.delay, k)?,
     };
     no_detrend(&a.trace, "fit")?;
-    let series = read_model_columns(&a.trace, &a.cols.input, &a.cols.output)?;
+    let series = read_model_columns(&a.trace, &a.input, output)?;
     let seg = longest(&series)?;
     let n = seg.len();
     let est = rows(a.estimate.as_deref(), n)?;
@@ -165,7 +217,7 @@ pub fn fit(a: FitArgs) -> anyhow::Result<i32> {
         &seg.columns[k][est.clone()],
         &us,
         &orders,
-        (&a.cols.output, &a.cols.input),
+        (output, &a.input),
         series.step,
     )?;
     model.rates = a.trace.rates;

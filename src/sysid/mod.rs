@@ -4,6 +4,7 @@
 //! prepared by [`crate::trace::read`] and return plain results that the CLI prints.
 
 pub mod arx;
+pub mod batch;
 pub mod impulse;
 pub mod lsq;
 pub mod order;

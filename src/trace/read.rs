@@ -181,7 +181,34 @@ pub(crate) fn text<'r>(
     }
 }
 
-fn read_raw(input: &str, names: &[String], opts: &ReadOptions) -> anyhow::Result<Raw> {
+/// The columns of one trace read in a single pass, so that many analyses of subsets of them
+/// (`vmmon fit --batch`) parse the file once. [`Table::series`] gives, for any subset, exactly
+/// the [`Series`] (or the error) that [`read_series`] gives for that subset alone: errors that
+/// depend on the columns (a column missing from the header, a bad cell) are kept per column
+/// and reported only to the analyses that use it, in the order a lone read would meet them.
+///
+/// Memory: every column read as `f64` per row in range, plus each row's time (`f64`) and line
+/// number (`u64`): 8 × (columns + 2) bytes a row.
+pub struct Table {
+    raw: Raw,
+    names: Vec<String>,
+    /// The header's columns, for the message about a missing one.
+    header: Vec<String>,
+    /// Which of `names` the header lacks.
+    absent: Vec<bool>,
+    /// An error about the time column that every analysis meets after its own columns.
+    time_column_error: Option<String>,
+    /// Per column of `names`, the first bad cell: (row index, message).
+    cell_errors: Vec<Option<(usize, String)>>,
+    /// An error that ended the reading (malformed record, bad time): (row index, message).
+    stop: Option<(usize, String)>,
+    /// The sampling rate of the trace's metadata sidecar, if any.
+    sidecar: Option<f64>,
+}
+
+/// Reads `names` from `input` (a path, or `-` for stdin) once, for [`Table::series`]. Fails
+/// only for what no analysis of the trace could get past (the file, its header).
+pub fn read_table(input: &str, names: &[String], opts: &ReadOptions) -> anyhow::Result<Table> {
     let (reader, label) = open(input)?;
     let mut csv = csv::ReaderBuilder::new()
         .has_headers(true)
@@ -192,54 +219,68 @@ fn read_raw(input: &str, names: &[String], opts: &ReadOptions) -> anyhow::Result
         .with_context(|| format!("{label}: cannot read the header"))?
         .clone();
     let find = |name: &str| header.iter().position(|h| h.trim() == name);
-    let mut idx = Vec::with_capacity(names.len());
-    for name in names {
-        match find(name) {
-            Some(i) => idx.push(i),
-            None => {
-                let available: Vec<&str> = header.iter().collect();
-                bail!(
-                    "{label}: no column named '{name}'; the columns are: {}",
-                    available.join(", ")
-                );
-            }
-        }
-    }
+    let idx: Vec<Option<usize>> = names.iter().map(|n| find(n)).collect();
     let time_idx = find(&opts.time_column);
-    if time_idx.is_none() && opts.time_column != "time" {
-        bail!(
+    let time_column_error = (time_idx.is_none() && opts.time_column != "time").then(|| {
+        format!(
             "{label}: no time column named '{}'; the columns are: {}",
             opts.time_column,
             header.iter().collect::<Vec<_>>().join(", ")
-        );
-    }
-    let mut raw = Raw {
-        label: label.clone(),
-        time: Vec::new(),
-        lines: Vec::new(),
-        values: vec![Vec::new(); names.len()],
-        has_time: time_idx.is_some(),
+        )
+    });
+    let mut table = Table {
+        raw: Raw {
+            label: label.clone(),
+            time: Vec::new(),
+            lines: Vec::new(),
+            values: vec![Vec::new(); names.len()],
+            has_time: time_idx.is_some(),
+        },
+        names: names.to_vec(),
+        header: header.iter().map(str::to_string).collect(),
+        absent: idx.iter().map(Option::is_none).collect(),
+        time_column_error,
+        cell_errors: vec![None; names.len()],
+        stop: None,
+        sidecar: sidecar_rate(input),
     };
+    // A lone read stops at the header for these: nothing more to read for anyone.
+    if idx.iter().all(Option::is_none) && !names.is_empty() || table.time_column_error.is_some() {
+        return Ok(table);
+    }
+    let raw = &mut table.raw;
     // Byte records: only the cells asked for are checked as UTF-8 and parsed.
     let mut record = csv::ByteRecord::new();
     let mut row = 0usize;
     loop {
-        let more = csv
-            .read_byte_record(&mut record)
-            .map_err(|e| anyhow::anyhow!("{label}: {e}"))?;
+        let more = match csv.read_byte_record(&mut record) {
+            Ok(more) => more,
+            Err(e) => {
+                table.stop = Some((row, format!("{label}: {e}")));
+                break;
+            }
+        };
         if !more {
             break;
         }
         let line = record.position().map_or(0, |p| p.line());
         let t = match time_idx {
             Some(ti) => {
-                let cell = text(&record, ti, &label, line)?;
-                parse_time(cell).ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "{label}:{line}:{}: time '{cell}' is not Unix seconds or RFC 3339",
-                        ti + 1
-                    )
-                })?
+                let parsed = text(&record, ti, &label, line).and_then(|cell| {
+                    parse_time(cell).ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "{label}:{line}:{}: time '{cell}' is not Unix seconds or RFC 3339",
+                            ti + 1
+                        )
+                    })
+                });
+                match parsed {
+                    Ok(t) => t,
+                    Err(e) => {
+                        table.stop = Some((row, format!("{e:#}")));
+                        break;
+                    }
+                }
             }
             None => row as f64,
         };
@@ -253,6 +294,7 @@ fn read_raw(input: &str, names: &[String], opts: &ReadOptions) -> anyhow::Result
             Some(Bound::Time(e)) => t > e,
             None => false,
         };
+        let this_row = row;
         row += 1;
         if past_end {
             break;
@@ -260,24 +302,19 @@ fn read_raw(input: &str, names: &[String], opts: &ReadOptions) -> anyhow::Result
         if !in_range_from {
             continue;
         }
-        for (k, &ci) in idx.iter().enumerate() {
-            let cell = text(&record, ci, &label, line)?;
-            let v = if cell.is_empty() {
+        for (k, ci) in idx.iter().enumerate() {
+            let Some(ci) = *ci else { continue };
+            // After a column's first bad cell its values no longer matter: no analysis that
+            // uses the column gets past that cell.
+            let v = if table.cell_errors[k].is_some() {
                 f64::NAN
             } else {
-                match cell.parse::<f64>() {
-                    Ok(v) if v.is_finite() => v,
-                    Ok(_) => bail!(
-                        "{label}:{line}:{}: {cell} in column {}: leave the cell empty for a \
-                         missing value",
-                        ci + 1,
-                        names[k]
-                    ),
-                    Err(_) => bail!(
-                        "{label}:{line}:{}: '{cell}' in column {} is not a number",
-                        ci + 1,
-                        names[k]
-                    ),
+                match cell_value(&record, ci, &label, line, &names[k]) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        table.cell_errors[k] = Some((this_row, format!("{e:#}")));
+                        f64::NAN
+                    }
                 }
             };
             raw.values[k].push(v);
@@ -285,12 +322,119 @@ fn read_raw(input: &str, names: &[String], opts: &ReadOptions) -> anyhow::Result
         raw.time.push(t);
         raw.lines.push(line);
     }
-    Ok(raw)
+    Ok(table)
+}
+
+/// The value of cell `ci` (column `name`): NaN when empty, an error naming the place when it
+/// is not a finite number.
+fn cell_value(
+    record: &csv::ByteRecord,
+    ci: usize,
+    label: &str,
+    line: u64,
+    name: &str,
+) -> anyhow::Result<f64> {
+    let cell = text(record, ci, label, line)?;
+    if cell.is_empty() {
+        return Ok(f64::NAN);
+    }
+    match cell.parse::<f64>() {
+        Ok(v) if v.is_finite() => Ok(v),
+        Ok(_) => bail!(
+            "{label}:{line}:{}: {cell} in column {name}: leave the cell empty for a missing value",
+            ci + 1,
+        ),
+        Err(_) => bail!(
+            "{label}:{line}:{}: '{cell}' in column {name} is not a number",
+            ci + 1,
+        ),
+    }
+}
+
+impl Table {
+    /// Rows read within the range (before any analysis drops some).
+    pub fn rows(&self) -> usize {
+        self.raw.time.len()
+    }
+
+    /// Positions in the table of `names`, or the error a lone read of them would give.
+    fn locate(&self, names: &[String]) -> anyhow::Result<Vec<usize>> {
+        let mut at = Vec::with_capacity(names.len());
+        for name in names {
+            let k =
+                self.names.iter().position(|n| n == name).ok_or_else(|| {
+                    anyhow::anyhow!("column '{name}' was not read from the trace")
+                })?;
+            if self.absent[k] {
+                bail!(
+                    "{}: no column named '{name}'; the columns are: {}",
+                    self.raw.label,
+                    self.header.join(", ")
+                );
+            }
+            at.push(k);
+        }
+        if let Some(e) = &self.time_column_error {
+            bail!("{e}");
+        }
+        // The first error in row order; within a row the record and its time come first,
+        // then the cells in the order asked for.
+        let cell = at
+            .iter()
+            .filter_map(|&k| self.cell_errors[k].as_ref())
+            .min_by_key(|(row, _)| *row);
+        match (cell, &self.stop) {
+            (Some((row, msg)), Some((stop, _))) if row < stop => bail!("{msg}"),
+            (_, Some((_, msg))) => bail!("{msg}"),
+            (Some((_, msg)), None) => bail!("{msg}"),
+            (None, None) => Ok(at),
+        }
+    }
+
+    /// The series of `names` (all among the names read), exactly as [`read_series`] would
+    /// read them on their own.
+    pub fn series(&self, names: &[String], opts: &ReadOptions) -> anyhow::Result<Series> {
+        let at = self.locate(names)?;
+        let raw = Raw {
+            label: self.raw.label.clone(),
+            time: self.raw.time.clone(),
+            lines: self.raw.lines.clone(),
+            values: at.iter().map(|&k| self.raw.values[k].clone()).collect(),
+            has_time: self.raw.has_time,
+        };
+        prepare(raw, names, opts, self.sidecar)
+    }
 }
 
 /// Reads `names` from `input` (a path, or `-` for stdin) and prepares them per `opts`.
 pub fn read_series(input: &str, names: &[String], opts: &ReadOptions) -> anyhow::Result<Series> {
-    let mut raw = read_raw(input, names, opts)?;
+    let mut table = read_table(input, names, opts)?;
+    let at = table.locate(names)?;
+    // A lone read asks for its own columns: move them out rather than copy.
+    let mut values = std::mem::take(&mut table.raw.values);
+    let mut columns: Vec<Vec<f64>> = Vec::with_capacity(at.len());
+    for (j, &k) in at.iter().enumerate() {
+        // A name asked for twice (`-u u -y u`) shares the column read once.
+        let column = match at[..j].iter().position(|&e| e == k) {
+            Some(i) => columns[i].clone(),
+            None => std::mem::take(&mut values[k]),
+        };
+        columns.push(column);
+    }
+    let raw = Raw {
+        values: columns,
+        ..table.raw
+    };
+    prepare(raw, names, opts, table.sidecar)
+}
+
+/// Turns raw columns into evenly sampled, gap-handled, detrended series.
+fn prepare(
+    mut raw: Raw,
+    names: &[String],
+    opts: &ReadOptions,
+    sidecar: Option<f64>,
+) -> anyhow::Result<Series> {
     let label = raw.label.clone();
     let mut notes = Vec::new();
     if raw.time.is_empty() {
@@ -361,7 +505,7 @@ pub fn read_series(input: &str, names: &[String], opts: &ReadOptions) -> anyhow:
     // The grid's period: the median step placed the rows, but one step carries the sampling
     // jitter (tens of µs) and the first rows the start-up lateness (ms). The least-squares
     // slope of time over slot index averages both out; traces are written in microseconds.
-    let step = match sidecar_rate(input) {
+    let step = match sidecar {
         // A trace written by `vmmon record` knows its schedule: rows are due every 1/rate.
         Some(rate) => 1.0 / rate,
         None => grid_period(&raw.time, &slots).map_or(step, |p| (p * 1e6).round() / 1e6),
