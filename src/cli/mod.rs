@@ -8,6 +8,7 @@ mod align;
 mod analyze;
 mod charge;
 mod clock;
+mod import;
 pub mod legacy;
 mod load;
 mod model;
@@ -87,6 +88,10 @@ enum Command {
     /// largest entry, prune below a threshold, and score ring, mesh, torus, star, tree,
     /// line and all-to-all patterns (Jaccard similarity under the best node mapping).
     Topo(topo::TopoArgs),
+    /// Turn a Prometheus range-query result (JSON) or a Parquet file into the wide CSV the
+    /// analyzer reads: a `time` column and one column per series, aligned on the union of
+    /// their times (docs/fleet.md).
+    Import(import::ImportArgs),
 }
 
 /// Exit code for a usage error.
@@ -123,6 +128,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
         Command::Probe(c) => probe::run(c),
         Command::Traffic(a) => traffic::run(a, command),
         Command::Topo(a) => topo::run(a),
+        Command::Import(a) => import::run(a),
     };
     match result {
         Ok(code) => code,

@@ -82,6 +82,9 @@ pub enum Layout {
     /// One row per sample, VM and metric: `time,vm,metric,value` (vm empty for the host), for
     /// VMs that come and go.
     Long,
+    /// Apache Parquet (`-o FILE` only; needs the `parquet` cargo feature): the wide layout's
+    /// columns, typed, written in row groups (docs/fleet.md).
+    Parquet,
 }
 
 /// Header of the long layout.
@@ -436,7 +439,12 @@ impl Recorder {
         for n in self.take_notes() {
             on_note(n);
         }
-        let mut error = sink.write_row(self.header().as_bytes()).err();
+        // A typed sink (Parquet) has its schema already; it takes no header line.
+        let mut error = if sink.typed() {
+            None
+        } else {
+            sink.write_row(self.header().as_bytes()).err()
+        };
         schedule::tighten_timer_slack();
         let interval = self.config.interval();
         let start = monotonic();
@@ -470,8 +478,18 @@ impl Recorder {
             if self.config.raw || have_prev {
                 self.schema.derive(&prev, &cur, &mut cells);
                 let clock = background.as_ref().and_then(|b| b.take());
-                self.format_row(&cur, &cells, clock.as_ref(), &mut line);
-                if let Err(e) = sink.write_row(line.as_bytes()) {
+                let written = if sink.typed() {
+                    sink.write_cells(&trace::CellRow {
+                        wall: cur.wall,
+                        elapsed: cur.mono,
+                        cells: &cells,
+                        clock: clock.as_ref(),
+                    })
+                } else {
+                    self.format_row(&cur, &cells, clock.as_ref(), &mut line);
+                    sink.write_row(line.as_bytes())
+                };
+                if let Err(e) = written {
                     error = Some(e);
                     break;
                 }
