@@ -594,7 +594,7 @@ mod parquet {
         let (csv, path, _) = both_ways(dir.path(), false, 6, 4, true);
         let script = "import sys, pyarrow.parquet as pq\n\
                       t = pq.read_table(sys.argv[1])\n\
-                      print(t.num_rows, t.schema.field('time').type, t.column('cpu_user_pct').to_pylist()[2])";
+                      print(t.num_rows, t.schema.field('time').type, t.column('cpu_user_pct').to_pylist()[1])";
         let out = Command::new("python3")
             .args(["-c", script])
             .arg(&path)
@@ -605,7 +605,7 @@ mod parquet {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let line = csv.lines().nth(3).expect("third row");
+        let line = csv.lines().nth(2).expect("second row");
         let header: Vec<&str> = csv.lines().next().expect("h").split(',').collect();
         let col = header
             .iter()
