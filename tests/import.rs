@@ -491,6 +491,45 @@ mod parquet {
     }
 
     #[test]
+    fn a_parquet_file_without_time_or_with_text_is_refused() {
+        use arrow_array::{ArrayRef, Float64Array, StringArray};
+        use std::sync::Arc;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let write = |name: &str, cols: Vec<(&str, ArrayRef)>| {
+            let path = dir.path().join(name);
+            let batch = RecordBatch::try_from_iter(cols).expect("batch");
+            let mut w = parquet::arrow::ArrowWriter::try_new(
+                File::create(&path).expect("create"),
+                batch.schema(),
+                None,
+            )
+            .expect("writer");
+            w.write(&batch).expect("write");
+            w.close().expect("close");
+            path
+        };
+        let t: ArrayRef = Arc::new(Float64Array::from(vec![1.0, 2.0]));
+        let host: ArrayRef = Arc::new(StringArray::from(vec!["a", "b"]));
+        let no_time = write("n.parquet", vec![("t", Arc::clone(&t))]);
+        let text = write("s.parquet", vec![("time", t), ("host", host)]);
+        let (code, _, err) = run(&["import", no_time.to_str().expect("utf-8")]);
+        assert_eq!(code, 1);
+        assert!(
+            err.contains("n.parquet: no column named 'time'; the columns are: t"),
+            "{err}"
+        );
+        let (code, _, err) = run(&["import", text.to_str().expect("utf-8")]);
+        assert_eq!(code, 1);
+        assert!(
+            err.contains(
+                "s.parquet: column 'host' has type Utf8; import takes integer and \
+                          floating-point columns"
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn sigterm_closes_the_file_with_every_row() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("r.parquet");
