@@ -11,6 +11,7 @@ mod cli;
 mod clock;
 mod fixtures;
 mod guest;
+mod import;
 mod load;
 mod netns;
 mod network;

@@ -9,6 +9,7 @@ mod analyze;
 mod batch;
 mod charge;
 mod clock;
+mod import;
 pub mod legacy;
 mod load;
 mod model;
@@ -93,6 +94,10 @@ enum Command {
     /// with --vms, per-VM series labelled vm="NAME") in the OpenMetrics or 0.0.4 text
     /// format, sampled afresh at each scrape (docs/fleet.md).
     Serve(serve::ServeArgs),
+    /// Turn a Prometheus range-query result (JSON) or a Parquet file into the wide CSV the
+    /// analyzer reads: a `time` column and one column per series, aligned on the union of
+    /// their times (docs/fleet.md).
+    Import(import::ImportArgs),
 }
 
 /// Exit code for a usage error.
@@ -130,6 +135,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
         Command::Traffic(a) => traffic::run(a, command),
         Command::Topo(a) => topo::run(a),
         Command::Serve(a) => serve::run(a),
+        Command::Import(a) => import::run(a),
     };
     match result {
         Ok(code) => code,

@@ -6,7 +6,9 @@ use std::time::Duration;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::record::{DeviceFilter, RecordConfig, Recorder, SourceOptions, VmSelect};
+use crate::record::{
+    DeviceFilter, Layout, RecordConfig, Recorder, SourceOptions, UsageError, VmSelect,
+};
 use crate::trace::{self, FileRows, RowSink, StdoutRows, TimeFormat};
 
 /// Options of `vmmon record`.
@@ -95,9 +97,16 @@ pub struct RecordArgs {
     /// Row layout: `csv` (one wide row per sample), `long` (time,vm,metric,value rows, for
     /// VMs that come and go; the host's metrics have an empty vm), or `openmetrics` (the
     /// cumulative counters as timestamped OpenMetrics blocks, ending in `# EOF`, for
-    /// `promtool tsdb create-blocks-from openmetrics`; implies --raw; see docs/fleet.md).
+    /// `promtool tsdb create-blocks-from openmetrics`; implies --raw; see docs/fleet.md), or `parquet`
+    /// (the wide columns, typed, in row groups; needs -o FILE).
     #[arg(long, value_enum, default_value = "csv")]
-    format: crate::record::Layout,
+    format: Layout,
+
+    /// With --format parquet: rows per row group (default: one minute of rows). A completed
+    /// row group is on disk under a valid footer, so a SIGKILL loses at most the rows of the
+    /// group in progress.
+    #[arg(long, value_name = "N")]
+    row_group: Option<usize>,
 
     /// Read proc files under this directory (for captured trees).
     #[arg(long, default_value = "/proc", hide = true)]
@@ -173,19 +182,65 @@ impl RecordArgs {
     }
 }
 
+/// The Parquet sink for `path`, with `row_group` rows per group (default: a minute's worth).
+#[cfg(feature = "parquet")]
+fn parquet_sink(
+    path: &std::path::Path,
+    recorder: &Recorder,
+    row_group: Option<usize>,
+    meta: &trace::Metadata,
+) -> anyhow::Result<Box<dyn RowSink>> {
+    use crate::export::parquet::{ParquetRows, default_row_group};
+    let n = row_group.unwrap_or_else(|| default_row_group(recorder.config().rate_hz));
+    Ok(Box::new(ParquetRows::create(
+        path,
+        &recorder.columns(),
+        n,
+        meta,
+    )?))
+}
+
+/// Without the `parquet` feature there is no Parquet sink (refused as a usage error earlier).
+#[cfg(not(feature = "parquet"))]
+fn parquet_sink(
+    _path: &std::path::Path,
+    _recorder: &Recorder,
+    _row_group: Option<usize>,
+    _meta: &trace::Metadata,
+) -> anyhow::Result<Box<dyn RowSink>> {
+    Err(UsageError("--format parquet: built without the `parquet` feature".into()).into())
+}
+
 /// Runs `vmmon record`; returns the exit code (128+signal after a clean stop).
 pub fn run(args: RecordArgs, command: Vec<String>) -> anyhow::Result<i32> {
     let config = args.config()?;
     config.validate().map_err(anyhow::Error::new)?;
     let stop = super::stop_flag()?;
-    let mut recorder = Recorder::new(config)?;
     let to_stdout = args.output.as_ref().is_none_or(|p| p.as_os_str() == "-");
-    let mut sink: Box<dyn RowSink> = if to_stdout {
-        Box::new(StdoutRows)
-    } else {
-        let path = args.output.as_ref().expect("checked above");
-        Box::new(FileRows::create(path)?)
-    };
+    let parquet = args.format == Layout::Parquet;
+    if parquet && to_stdout {
+        return Err(UsageError(
+            "--format parquet needs -o FILE: Parquet is binary and its footer is rewritten \
+             after each row group"
+                .into(),
+        )
+        .into());
+    }
+    if args.row_group.is_some() && !parquet {
+        return Err(UsageError("--row-group applies to --format parquet only".into()).into());
+    }
+    if args.row_group == Some(0) {
+        return Err(UsageError("--row-group must be at least 1".into()).into());
+    }
+    if parquet && !cfg!(feature = "parquet") {
+        return Err(UsageError(
+            "--format parquet: this vmmon was built without the `parquet` cargo feature \
+             (build it with the default features, or with --features parquet)"
+                .into(),
+        )
+        .into());
+    }
+    let mut recorder = Recorder::new(config)?;
     let meta_path = args.meta.clone().or_else(|| {
         (!to_stdout)
             .then(|| args.output.as_deref().map(trace::sidecar_path))
@@ -193,6 +248,16 @@ pub fn run(args: RecordArgs, command: Vec<String>) -> anyhow::Result<i32> {
     });
     let start_wall = crate::record::realtime();
     let mut meta = recorder.metadata(start_wall, command);
+    let mut sink: Box<dyn RowSink> = if to_stdout {
+        Box::new(StdoutRows)
+    } else {
+        let path = args.output.as_ref().expect("checked above");
+        if parquet {
+            parquet_sink(path, &recorder, args.row_group, &meta)?
+        } else {
+            Box::new(FileRows::create(path)?)
+        }
+    };
     if let Some(p) = &meta_path {
         meta.write(p)?;
     }
@@ -222,7 +287,7 @@ pub fn run(args: RecordArgs, command: Vec<String>) -> anyhow::Result<i32> {
         b.finish_and_clear();
     }
     let mut summary = result?;
-    let error = summary.error.take();
+    let mut error = summary.error.take();
     let closed = error
         .as_ref()
         .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe);
@@ -234,6 +299,13 @@ pub fn run(args: RecordArgs, command: Vec<String>) -> anyhow::Result<i32> {
         (None, None) => "complete",
     };
     summary.apply(&mut meta, status);
+    // The Parquet footer carries the final metadata; a text sink has nothing to finish.
+    if let Err(e) = sink.finish(Some(&meta))
+        && error.is_none()
+    {
+        meta.status = "failed".into();
+        error = Some(e);
+    }
     if let Some(p) = &meta_path {
         // On a full disk the sidecar may not fit either; the row error is the one to report.
         let written = meta.write(p);

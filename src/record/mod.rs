@@ -87,6 +87,9 @@ pub enum Layout {
     #[value(name = "openmetrics")]
     #[serde(rename = "openmetrics")]
     OpenMetrics,
+    /// Apache Parquet (`-o FILE` only; needs the `parquet` cargo feature): the wide layout's
+    /// columns, typed, written in row groups (docs/fleet.md).
+    Parquet,
 }
 
 /// Header of the long layout.
@@ -217,8 +220,9 @@ impl Recorder {
             Some(select) => Some(VmView::new(
                 &config.proc_root,
                 select.clone(),
-                // VMs that come and go: per-VM rows rather than columns fixed at the start.
-                config.layout != Layout::Wide,
+                // VMs that come and go: per-VM rows rather than columns fixed at the start
+                // (Parquet has the wide layout's columns).
+                matches!(config.layout, Layout::Long | Layout::OpenMetrics),
                 config.rate_hz,
                 &mut builder,
                 &mut notes,
@@ -327,7 +331,7 @@ impl Recorder {
             Layout::Long => return LONG_HEADER.to_string(),
             // Each block carries its own metadata lines.
             Layout::OpenMetrics => return String::new(),
-            Layout::Wide => {}
+            Layout::Wide | Layout::Parquet => {}
         }
         let names: Vec<String> = self.columns().into_iter().map(|c| c.name).collect();
         names.join(",") + "\n"
@@ -492,8 +496,9 @@ impl Recorder {
         for n in self.take_notes() {
             on_note(n);
         }
+        // A typed sink (Parquet) has its schema already; it takes no header line.
         let header = self.header();
-        let mut error = if header.is_empty() {
+        let mut error = if sink.typed() || header.is_empty() {
             None
         } else {
             sink.write_row(header.as_bytes()).err()
@@ -531,8 +536,18 @@ impl Recorder {
             if self.config.raw || have_prev {
                 self.schema.derive(&prev, &cur, &mut cells);
                 let clock = background.as_ref().and_then(|b| b.take());
-                self.format_row(&cur, &cells, clock.as_ref(), &mut line);
-                if let Err(e) = sink.write_row(line.as_bytes()) {
+                let written = if sink.typed() {
+                    sink.write_cells(&trace::CellRow {
+                        wall: cur.wall,
+                        elapsed: cur.mono,
+                        cells: &cells,
+                        clock: clock.as_ref(),
+                    })
+                } else {
+                    self.format_row(&cur, &cells, clock.as_ref(), &mut line);
+                    sink.write_row(line.as_bytes())
+                };
+                if let Err(e) = written {
                     error = Some(e);
                     break;
                 }

@@ -52,10 +52,45 @@ pub fn csv_field(s: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// One row as typed values, for sinks that keep types (Parquet) instead of text.
+#[derive(Debug, Clone, Copy)]
+pub struct CellRow<'a> {
+    /// Wall-clock time of the sample since the Unix epoch.
+    pub wall: Duration,
+    /// Monotonic time since the recording started.
+    pub elapsed: Duration,
+    /// The schema's cells, in column order.
+    pub cells: &'a [crate::record::Cell],
+    /// With `--clock-ref`, the burst result that arrived since the previous row, if any.
+    pub clock: Option<&'a crate::clock::Measurement>,
+}
+
 /// Where rows go: each call receives exactly one complete line.
 pub trait RowSink {
     /// Writes one complete row (ending in `\n`) or fails without leaving part of it.
     fn write_row(&mut self, row: &[u8]) -> io::Result<()>;
+
+    /// Whether this sink takes typed rows ([`RowSink::write_cells`]) instead of text lines;
+    /// a typed sink is sent no header line.
+    fn typed(&self) -> bool {
+        false
+    }
+
+    /// Writes one typed row; called instead of `write_row` when [`RowSink::typed`] is true.
+    fn write_cells(&mut self, row: &CellRow<'_>) -> io::Result<()> {
+        let _ = row;
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this output takes text rows",
+        ))
+    }
+
+    /// Ends the output once the run is over, with the run's final metadata (a Parquet file
+    /// writes its last row group and its footer here); text sinks have nothing to do.
+    fn finish(&mut self, meta: Option<&Metadata>) -> io::Result<()> {
+        let _ = meta;
+        Ok(())
+    }
 }
 
 impl RowSink for Vec<u8> {
