@@ -78,21 +78,8 @@ pub struct RecordArgs {
     #[arg(long, value_parser = parse_duration, default_value = "10s", value_name = "DURATION")]
     clock_interval: Duration,
 
-    /// Add the host's view of each VM: vCPU, emulator and vhost CPU, vCPU run delay, tap
-    /// traffic and disk bytes per VM (`vm1.vcpu_cpu_pct`, …), and the host's shared I/O pool
-    /// (softirq, ksoftirqd, kernel I/O threads) for `vmmon charge`. VMs are qemu processes
-    /// unless --vm-pid or --vm-match say otherwise.
-    #[arg(long)]
-    vms: bool,
-
-    /// These processes are the VMs (comma-separated pids; implies --vms).
-    #[arg(long, value_delimiter = ',', value_name = "PID")]
-    vm_pid: Vec<u32>,
-
-    /// Processes whose name (`comm`) matches this regular expression are VMs (implies
-    /// --vms), e.g. `^(firecracker|cloud-hyperviso)`.
-    #[arg(long, value_name = "REGEX")]
-    vm_match: Option<String>,
+    #[command(flatten)]
+    vms: VmArgs,
 
     /// Row layout: `csv` (one wide row per sample), `long` (time,vm,metric,value rows, for
     /// VMs that come and go; the host's metrics have an empty vm), or `openmetrics` (the
@@ -115,6 +102,45 @@ pub struct RecordArgs {
     /// Read sys files under this directory.
     #[arg(long, default_value = "/sys", hide = true)]
     sys_root: PathBuf,
+}
+
+/// The per-VM view's options, shared by `record` and `serve`.
+#[derive(Debug, Args)]
+pub struct VmArgs {
+    /// Add the host's view of each VM: vCPU, emulator and vhost CPU, vCPU run delay, tap
+    /// traffic and disk bytes per VM (`vm1.vcpu_cpu_pct`, or series labelled `vm="vm1"`), and
+    /// the host's shared I/O pool (softirq, ksoftirqd, kernel I/O threads) for `vmmon charge`.
+    /// VMs are qemu processes unless --vm-pid or --vm-match say otherwise.
+    #[arg(long)]
+    vms: bool,
+
+    /// These processes are the VMs (comma-separated pids; implies --vms).
+    #[arg(long, value_delimiter = ',', value_name = "PID")]
+    vm_pid: Vec<u32>,
+
+    /// Processes whose name (`comm`) matches this regular expression are VMs (implies
+    /// --vms), e.g. `^(firecracker|cloud-hyperviso)`.
+    #[arg(long, value_name = "REGEX")]
+    vm_match: Option<String>,
+}
+
+impl VmArgs {
+    /// Which processes are VMs, or `None` without any VM option; a bad regex is a usage error.
+    pub fn select(&self) -> Result<Option<VmSelect>, crate::record::UsageError> {
+        let matcher = match &self.vm_match {
+            None => None,
+            Some(re) => Some(
+                regex::Regex::new(re)
+                    .map_err(|e| crate::record::UsageError(format!("--vm-match '{re}': {e}")))?,
+            ),
+        };
+        Ok(
+            (self.vms || !self.vm_pid.is_empty() || matcher.is_some()).then(|| VmSelect {
+                pids: self.vm_pid.clone(),
+                matcher,
+            }),
+        )
+    }
 }
 
 /// Parses `10`, `2.5`, `500ms`, `10s`, `5m`, `2h` into a duration.
@@ -145,17 +171,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 impl RecordArgs {
     fn config(&self) -> Result<RecordConfig, crate::record::UsageError> {
-        let matcher = match &self.vm_match {
-            None => None,
-            Some(re) => Some(
-                regex::Regex::new(re)
-                    .map_err(|e| crate::record::UsageError(format!("--vm-match '{re}': {e}")))?,
-            ),
-        };
-        let vms = (self.vms || !self.vm_pid.is_empty() || matcher.is_some()).then(|| VmSelect {
-            pids: self.vm_pid.clone(),
-            matcher,
-        });
+        let vms = self.vms.select()?;
         Ok(RecordConfig {
             rate_hz: self.rate,
             period: self.period,

@@ -13,7 +13,7 @@ use clap::Args;
 
 use crate::export::http::{self, Limits, Request, Response};
 use crate::export::openmetrics::{Format, Scraper};
-use crate::record::{DeviceFilter, RecordConfig, SourceOptions, UsageError, VmSelect};
+use crate::record::{DeviceFilter, RecordConfig, SourceOptions, UsageError};
 
 /// Options of `vmmon serve`.
 #[derive(Debug, Args)]
@@ -40,19 +40,8 @@ pub struct ServeArgs {
     #[arg(long, value_delimiter = ',', value_name = "NAMES")]
     exclude: Vec<String>,
 
-    /// Add the host's view of each VM (series labelled `vm="NAME"`), and the shared I/O pool.
-    /// VMs are qemu processes unless --vm-pid or --vm-match say otherwise; VMs that start
-    /// later are picked up.
-    #[arg(long)]
-    vms: bool,
-
-    /// These processes are the VMs (comma-separated pids; implies --vms).
-    #[arg(long, value_delimiter = ',', value_name = "PID")]
-    vm_pid: Vec<u32>,
-
-    /// Processes whose name (`comm`) matches this regular expression are VMs (implies --vms).
-    #[arg(long, value_name = "REGEX")]
-    vm_match: Option<String>,
+    #[command(flatten)]
+    vms: super::record::VmArgs,
 
     /// Read proc files under this directory (for captured trees).
     #[arg(long, default_value = "/proc", hide = true)]
@@ -65,16 +54,7 @@ pub struct ServeArgs {
 
 impl ServeArgs {
     fn config(&self) -> Result<RecordConfig, UsageError> {
-        let matcher = match &self.vm_match {
-            None => None,
-            Some(re) => Some(
-                regex::Regex::new(re).map_err(|e| UsageError(format!("--vm-match '{re}': {e}")))?,
-            ),
-        };
-        let vms = (self.vms || !self.vm_pid.is_empty() || matcher.is_some()).then(|| VmSelect {
-            pids: self.vm_pid.clone(),
-            matcher,
-        });
+        let vms = self.vms.select()?;
         Ok(RecordConfig {
             // Scrapes are seconds apart: a rate of 0.1 Hz makes the per-VM view re-scan
             // threads and taps at every scrape instead of every 10th.

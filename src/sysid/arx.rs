@@ -610,7 +610,7 @@ fn regressor_name(orders: &Orders, names: (&str, &[String]), column: usize) -> S
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -641,7 +641,8 @@ mod tests {
         );
     }
 
-    fn noise(seed: u64, n: usize) -> Vec<f64> {
+    /// Uniform noise in [−0.5, 0.5) from xorshift, for tests here and in `sysid::batch`.
+    pub(crate) fn noise(seed: u64, n: usize) -> Vec<f64> {
         let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
         (0..n)
             .map(|_| {

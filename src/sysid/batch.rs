@@ -136,18 +136,7 @@ pub fn figures(f: &Fitted) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn noise(seed: u64, n: usize) -> Vec<f64> {
-        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                (s >> 11) as f64 / (1u64 << 53) as f64 - 0.5
-            })
-            .collect()
-    }
+    use crate::sysid::arx::tests::noise;
 
     /// The parallel batch gives bit-identical models to fitting one at a time, whatever the
     /// order the pool runs them in; a failing problem fails alone.
