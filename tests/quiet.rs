@@ -6,6 +6,7 @@
 
 mod util;
 
+mod quiet_experiment;
 mod quiet_guest;
 mod quiet_load;
 mod util_guest;

@@ -62,12 +62,9 @@ pub fn image(kernel: &Kernel) -> Initramfs {
     image
 }
 
-/// Guest memory for the image `initrd`: the archive and its unpacked copy are both in memory
-/// while the kernel unpacks it, and the debug `vmmon` alone is about 100 MB (256 MiB is too
-/// little for it). 256 MiB plus three times the image leaves room for both and user space.
+/// Guest memory for the image `initrd` (see [`guest::memory_for`]).
 pub fn memory_mib(initrd: &Path) -> u32 {
-    let mib = std::fs::metadata(initrd).map_or(0, |m| m.len() >> 20);
-    256 + 3 * u32::try_from(mib).unwrap_or(u32::MAX / 4)
+    guest::memory_for(initrd)
 }
 
 /// The work the guest does, in order: idle, CPU burn, send to the host, receive from it.

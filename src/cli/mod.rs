@@ -9,6 +9,7 @@ mod analyze;
 mod batch;
 mod charge;
 mod clock;
+mod experiment;
 mod import;
 pub mod legacy;
 mod load;
@@ -98,6 +99,11 @@ enum Command {
     /// analyzer reads: a `time` column and one column per series, aligned on the union of
     /// their times (docs/fleet.md).
     Import(import::ImportArgs),
+    /// The whole study with real guests: boot guests under qemu, record the host and each
+    /// guest (streamed over virtio-serial, clocks probed) across the scenario matrix of host
+    /// and guest load, then align, correlate, fit, validate and reconstruct each guest's CPU
+    /// from the host's view, into a report folder (docs/experiment.md).
+    Experiment(experiment::ExperimentArgs),
 }
 
 /// Exit code for a usage error.
@@ -136,6 +142,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
         Command::Topo(a) => topo::run(a),
         Command::Serve(a) => serve::run(a),
         Command::Import(a) => import::run(a),
+        Command::Experiment(a) => experiment::run(a),
     };
     match result {
         Ok(code) => code,

@@ -36,7 +36,7 @@ use anyhow::bail;
 
 pub use initramfs::{ERROR_MARKER, EXIT_MARKER, Initramfs, READY_MARKER};
 pub use kernel::{Kernel, Module, VIRTIO_MODULES, fetch_debian_kernel};
-pub use qemu::{Accel, Config, ConsoleLine, Guest, Network, Stream};
+pub use qemu::{Accel, Config, ConsoleLine, Guest, Network, Stream, memory_for};
 
 /// The guest's side of a point-to-point IPv4 network with the host: the two addresses on one
 /// subnet and the link's MTU.

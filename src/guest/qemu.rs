@@ -85,6 +85,15 @@ pub struct Config {
     pub echo: bool,
 }
 
+/// Guest memory in MiB for the image `initrd`: the archive and its unpacked copy are both in
+/// memory while the kernel unpacks it, and a debug `vmmon` alone is about 100 MB (256 MiB is
+/// too little for it). 256 MiB plus three times the image leaves room for both and for user
+/// space.
+pub fn memory_for(initrd: &Path) -> u32 {
+    let mib = std::fs::metadata(initrd).map_or(0, |m| m.len() >> 20);
+    256 + 3 * u32::try_from(mib).unwrap_or(u32::MAX / 4)
+}
+
 impl Config {
     /// A guest with one CPU, 256 MiB, TCG and no network.
     pub fn new(name: &str, kernel: &Kernel, initrd: &Path) -> Config {
@@ -597,6 +606,11 @@ impl Guest {
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
+    }
+
+    /// Whether qemu has exited (without waiting).
+    pub fn has_exited(&mut self) -> bool {
+        self.try_status().is_some()
     }
 
     fn try_status(&mut self) -> Option<ExitStatus> {

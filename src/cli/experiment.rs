@@ -1,0 +1,181 @@
+//! `vmmon experiment`: record the scenario matrix with real guests, then analyse it into a
+//! report (docs/experiment.md).
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+use super::record::parse_duration;
+use crate::experiment::{self, AccelChoice, Load, Options, Stopped};
+use crate::record::UsageError;
+
+/// Accelerator choice on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum AccelArg {
+    /// KVM if a test guest boots under it, else TCG.
+    Auto,
+    /// qemu's translator (slow, works everywhere).
+    Tcg,
+    /// The host's KVM.
+    Kvm,
+}
+
+/// Options of `vmmon experiment`.
+#[derive(Debug, Args)]
+pub struct ExperimentArgs {
+    /// The run folder: recordings, analysis and report.md (default: experiment-DATE-TIME).
+    #[arg(short = 'o', long = "out", value_name = "DIR")]
+    out: Option<PathBuf>,
+
+    /// Scenarios to run, comma-separated: host-idle, host-load, guest-idle,
+    /// host-load-guest-idle, guest-load, both-load, two-guests-idle, two-guests-host-load,
+    /// two-guests-load, two-guests-both-load; or all, one-guest, two-guests.
+    #[arg(long, default_value = "all", value_name = "LIST")]
+    scenarios: String,
+
+    /// How long the load plays in each scenario (`60`, `90s`, `10m`).
+    #[arg(short = 'd', long, default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
+    duration: Duration,
+
+    /// Sampling rate of every recorder, Hz.
+    #[arg(short = 'r', long, default_value_t = 1.0, value_name = "HZ")]
+    rate: f64,
+
+    /// Recording before the load starts in each scenario.
+    #[arg(long, default_value = "3s", value_parser = parse_duration, value_name = "DURATION")]
+    warmup: Duration,
+
+    /// The load: `prbs` (a pseudo-random binary sequence between --low and --high CPUs), or
+    /// a load trace file played back with `vmmon load play` (each machine from another
+    /// phase).
+    #[arg(long, default_value = "prbs", value_name = "prbs|TRACE")]
+    load: String,
+
+    /// PRBS load of a 0 bit, CPUs.
+    #[arg(long, default_value_t = 0.0, value_name = "CPUS")]
+    low: f64,
+
+    /// PRBS load of a 1 bit, CPUs.
+    #[arg(long, default_value_t = 1.0, value_name = "CPUS")]
+    high: f64,
+
+    /// Length of one PRBS bit (default: two sampling periods).
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    bit: Option<Duration>,
+
+    /// Run the guests under KVM or qemu's translator.
+    #[arg(long, value_enum, default_value_t = AccelArg::Auto)]
+    accel: AccelArg,
+
+    /// Guest memory, MiB (default: enough for the image).
+    #[arg(long, value_name = "MIB")]
+    memory: Option<u32>,
+
+    /// The busybox copied into the guests (a static one).
+    #[arg(long, default_value = "/bin/busybox", value_name = "PATH")]
+    busybox: PathBuf,
+
+    /// Where the guest kernel is fetched and kept (default: $VMMON_CACHE, else
+    /// ~/.cache/vmmon).
+    #[arg(long, value_name = "DIR")]
+    cache: Option<PathBuf>,
+
+    /// Copy the guests' consoles to stderr.
+    #[arg(long)]
+    echo: bool,
+}
+
+/// Runs `vmmon experiment`.
+pub fn run(a: ExperimentArgs) -> anyhow::Result<i32> {
+    let scenarios = experiment::scenario::select(&a.scenarios)?;
+    let out = a.out.clone().unwrap_or_else(|| {
+        PathBuf::from(format!(
+            "experiment-{}",
+            chrono::Local::now().format("%Y%m%d-%H%M%S")
+        ))
+    });
+    let mut opts = Options::new(&out)?;
+    opts.scenarios = scenarios;
+    opts.duration = a.duration;
+    opts.rate = a.rate;
+    opts.warmup = a.warmup;
+    opts.load = if a.load == "prbs" {
+        if !(a.low.is_finite() && a.high.is_finite() && 0.0 <= a.low && a.low < a.high) {
+            return Err(UsageError(format!(
+                "--low {} --high {}: give 0 ≤ low < high",
+                a.low, a.high
+            ))
+            .into());
+        }
+        let bit = a.bit.unwrap_or_else(|| {
+            Duration::from_secs_f64(if a.rate > 0.0 { 2.0 / a.rate } else { 2.0 })
+        });
+        Load::Prbs {
+            low: a.low,
+            high: a.high,
+            bit,
+        }
+    } else {
+        Load::Play {
+            trace: PathBuf::from(&a.load),
+        }
+    };
+    opts.accel = match a.accel {
+        AccelArg::Auto => AccelChoice::Auto,
+        AccelArg::Tcg => AccelChoice::Tcg,
+        AccelArg::Kvm => AccelChoice::Kvm,
+    };
+    opts.memory_mib = a.memory;
+    opts.busybox = a.busybox;
+    if let Some(c) = a.cache {
+        opts.cache = c;
+    }
+    opts.echo = a.echo;
+
+    let stop = super::stop_flag()?;
+    let bar = progress(&opts);
+    let mut status = |line: &str| match &bar {
+        Some(b) => {
+            if line.starts_with("scenario ") {
+                b.inc(1);
+            }
+            b.set_message(line.to_string());
+        }
+        None => eprintln!("vmmon: {line}"),
+    };
+    let result = experiment::run::record(&opts, &stop, &mut status);
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    match result {
+        Ok(_) => {}
+        Err(e) if e.downcast_ref::<Stopped>().is_some() => {
+            let sig = stop.load(Ordering::Relaxed);
+            eprintln!(
+                "vmmon: stopped; the completed scenarios, and the rows so far of the one \
+                 interrupted (it has no scenario.json), are in {}",
+                out.display()
+            );
+            return Ok(128 + sig as i32);
+        }
+        Err(e) => return Err(e),
+    }
+    eprintln!("vmmon: recorded {}", out.display());
+    Ok(0)
+}
+
+/// A bar over the scenarios when stderr is a terminal.
+fn progress(opts: &Options) -> Option<indicatif::ProgressBar> {
+    if !super::stderr_is_terminal() {
+        return None;
+    }
+    let style = indicatif::ProgressStyle::with_template(
+        "{elapsed_precise} [{bar:30}] {pos}/{len} {wide_msg}",
+    )
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    let b = indicatif::ProgressBar::new(opts.scenarios.len() as u64).with_style(style);
+    b.enable_steady_tick(Duration::from_millis(500));
+    Some(b)
+}

@@ -1,0 +1,988 @@
+//! The recording half of `vmmon experiment`: for each scenario, boot its guests, record the
+//! host and every guest at the same time while load plays, and leave a run folder that
+//! [`super::analysis`] turns into a report.
+//!
+//! Why it is built this way:
+//! - **One image for the whole run.** The guest's script reads what differs between guests
+//!   and scenarios (load on or off, the load's seed) from the kernel command line, so the
+//!   initramfs is written once.
+//! - **Rows stream out over virtio-serial**, not the console: the console carries the
+//!   kernel's and the script's messages, and a port of its own keeps the CSV clean. The host
+//!   listens on a unix socket that qemu connects to, and every chunk is written to the
+//!   guest's CSV as it arrives, so a killed run keeps every row that reached the host.
+//! - **The guest's clock is measured, not assumed.** The guest's recorder runs with
+//!   `--clock-ref` against a `vmmon clock serve` of this process, reached through qemu's
+//!   user-mode network (the guest's 10.0.2.2 is the host's 127.0.0.1). Each row then carries
+//!   the offset and its bound (± RTT/2), which `vmmon align` follows.
+//! - **Everything is the user's own command.** The recorders and loads are this `vmmon`
+//!   binary run as a user would run it, so their files are the formats every other command
+//!   reads.
+
+use std::fs::File;
+use std::io::Write as _;
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{Context, bail};
+use serde::Serialize;
+
+use super::scenario::Scenario;
+use crate::guest::{self, Accel, Config, Guest, GuestNet, Initramfs, Kernel, Network};
+
+/// How long a guest may take to reach user space (about 3 s under TCG here; CI is slower).
+const BOOT_TIMEOUT: Duration = Duration::from_secs(180);
+/// The virtio-serial port the guest's recorder writes to.
+const PORT_NAME: &str = "vmmon.rec";
+/// Seconds every recorder runs after the load ends, so that the last interval is whole.
+const TAIL_S: u64 = 2;
+
+/// The load played on the host and in the guests.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Load {
+    /// `vmmon load prbs`: a pseudo-random binary sequence between two loads (CPUs), one bit
+    /// lasting `bit`.
+    Prbs {
+        /// Load for a 0 bit.
+        low: f64,
+        /// Load for a 1 bit.
+        high: f64,
+        /// Length of one bit.
+        bit: Duration,
+    },
+    /// `vmmon load play TRACE`: a host load trace played back (each guest from another
+    /// phase of it).
+    Play {
+        /// The trace (CSV with a `load` column, or the binary format).
+        trace: PathBuf,
+    },
+}
+
+impl Load {
+    /// The `vmmon load` arguments for `seconds` of this load; `trace` is where the trace is
+    /// on the machine that plays it, `seed` tells the host's load from each guest's.
+    pub fn args(&self, seconds: u64, seed: &str, trace: &str) -> Vec<String> {
+        let mut a: Vec<String> = match self {
+            Load::Prbs { low, high, bit } => vec![
+                "prbs".into(),
+                "--low".into(),
+                low.to_string(),
+                "--high".into(),
+                high.to_string(),
+                "--bit".into(),
+                format!("{}ms", bit.as_millis()),
+                "--seed".into(),
+                seed.into(),
+            ],
+            // The seed as a phase: each machine plays another stretch of the trace.
+            Load::Play { .. } => vec![
+                "play".into(),
+                trace.into(),
+                "--phase".into(),
+                format!("{seed}m"),
+            ],
+        };
+        a.extend(["--duration".into(), format!("{seconds}s")]);
+        a
+    }
+
+    /// In words, for the report (`prbs 0..1 CPU, 2 s bits`).
+    pub fn describe(&self) -> String {
+        match self {
+            Load::Prbs { low, high, bit } => {
+                format!("prbs {low}..{high} CPU, {} s bits", bit.as_secs_f64())
+            }
+            Load::Play { trace } => format!(
+                "trace {}",
+                trace.file_name().unwrap_or_default().to_string_lossy()
+            ),
+        }
+    }
+}
+
+/// Which accelerator the guests run under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccelChoice {
+    /// KVM when a test guest boots under it, else TCG.
+    Auto,
+    /// qemu's translator.
+    Tcg,
+    /// The host's KVM.
+    Kvm,
+}
+
+/// Everything that defines a run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The run folder (created; must not hold a previous run).
+    pub out: PathBuf,
+    /// Scenarios, in order.
+    pub scenarios: Vec<Scenario>,
+    /// How long the load plays in each scenario.
+    pub duration: Duration,
+    /// Sampling rate of every recorder, Hz.
+    pub rate: f64,
+    /// Recording before the load starts (the clock probe's first exchanges, a baseline).
+    pub warmup: Duration,
+    /// The load.
+    pub load: Load,
+    /// KVM or TCG.
+    pub accel: AccelChoice,
+    /// The `vmmon` binary run on the host and copied into the guests.
+    pub vmmon: PathBuf,
+    /// A static busybox, the guests' user space.
+    pub busybox: PathBuf,
+    /// Where the kernel is fetched and kept.
+    pub cache: PathBuf,
+    /// Guest memory in MiB (default: enough for the image, see [`guest::memory_for`]).
+    pub memory_mib: Option<u32>,
+    /// Copy the guests' consoles to stderr.
+    pub echo: bool,
+}
+
+impl Options {
+    /// Defaults for a run into `out`: every scenario, 60 s each at 1 Hz, PRBS load between
+    /// 0 and 1 CPU with 2 s bits, accelerator chosen by probing, this process's binary.
+    pub fn new(out: &Path) -> anyhow::Result<Options> {
+        Ok(Options {
+            out: out.to_path_buf(),
+            scenarios: super::scenario::matrix(),
+            duration: Duration::from_secs(60),
+            rate: 1.0,
+            warmup: Duration::from_secs(3),
+            load: Load::Prbs {
+                low: 0.0,
+                high: 1.0,
+                bit: Duration::from_secs(2),
+            },
+            accel: AccelChoice::Auto,
+            vmmon: std::env::current_exe().context("cannot find this program's binary")?,
+            busybox: PathBuf::from("/bin/busybox"),
+            cache: guest::default_cache_dir()?,
+            memory_mib: None,
+            echo: false,
+        })
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        use crate::record::UsageError;
+        if !(self.rate.is_finite() && self.rate > 0.0 && self.rate <= 100.0) {
+            return Err(UsageError(format!("--rate {}: give 0 < Hz ≤ 100", self.rate)).into());
+        }
+        let samples = self.duration.as_secs_f64() * self.rate;
+        if samples < 10.0 {
+            return Err(UsageError(format!(
+                "--duration {:?} at {} Hz gives {samples:.0} samples; a model needs at least 10",
+                self.duration, self.rate
+            ))
+            .into());
+        }
+        if let Load::Play { trace } = &self.load
+            && !trace.is_file()
+        {
+            return Err(
+                UsageError(format!("load trace {} does not exist", trace.display())).into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// `OUT/experiment.json`: the facts of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunInfo {
+    /// The version that recorded it.
+    pub vmmon_version: String,
+    /// Sampling rate, Hz.
+    pub rate_hz: f64,
+    /// Load duration per scenario, seconds.
+    pub duration_s: f64,
+    /// Recording before the load, seconds.
+    pub warmup_s: f64,
+    /// `tcg` or `kvm`.
+    pub accel: String,
+    /// Why that accelerator (the KVM probe's result).
+    pub accel_note: String,
+    /// The host's CPUs.
+    pub host_cpus: usize,
+    /// The host's kernel.
+    pub host_kernel: String,
+    /// The guests' kernel.
+    pub guest_kernel: String,
+    /// Guest memory, MiB.
+    pub guest_memory_mib: u32,
+    /// The load, in words.
+    pub load: String,
+    /// When the run began (RFC 3339).
+    pub started: String,
+    /// Scenario names, in order (those recorded so far).
+    pub scenarios: Vec<String>,
+}
+
+/// `OUT/SCENARIO/scenario.json`: what one scenario was and when it ran.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScenarioInfo {
+    /// Folder name.
+    pub name: String,
+    /// In words.
+    pub title: String,
+    /// Guest names.
+    pub guests: Vec<String>,
+    /// The host's load, in words, or null.
+    pub host_load: Option<String>,
+    /// Each loaded guest's load, in words.
+    pub guest_load: std::collections::BTreeMap<String, String>,
+    /// Sampling rate, Hz.
+    pub rate_hz: f64,
+    /// Load duration, seconds.
+    pub duration_s: f64,
+    /// Host's clock when the recorders started (Unix seconds).
+    pub start: f64,
+    /// Host's clock when the last recorder stopped.
+    pub end: f64,
+    /// Per guest: seconds from qemu's start to user space.
+    pub boot_s: std::collections::BTreeMap<String, f64>,
+    /// Per guest: bytes of rows streamed over virtio-serial.
+    pub streamed_bytes: std::collections::BTreeMap<String, u64>,
+}
+
+/// Why a run ended early.
+#[derive(Debug, thiserror::Error)]
+#[error("stopped by signal {0}")]
+pub struct Stopped(pub usize);
+
+/// Records every scenario of `opts` into `opts.out`, calling `status` with a line at each
+/// step. Returns the run's facts. Stops cleanly (every process ended, temporary files
+/// removed, completed scenarios kept) when `stop` becomes non-zero, with [`Stopped`].
+pub fn record(
+    opts: &Options,
+    stop: &AtomicUsize,
+    status: &mut dyn FnMut(&str),
+) -> anyhow::Result<RunInfo> {
+    opts.check()?;
+    prepare_out(&opts.out)?;
+    let work = WorkDir::new()?;
+    let needs_guests = opts.scenarios.iter().any(|s| s.guests > 0);
+
+    let mut info = RunInfo {
+        vmmon_version: env!("CARGO_PKG_VERSION").to_string(),
+        rate_hz: opts.rate,
+        duration_s: opts.duration.as_secs_f64(),
+        warmup_s: opts.warmup.as_secs_f64(),
+        accel: "none".into(),
+        accel_note: "no scenario boots a guest".into(),
+        host_cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        host_kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
+        guest_kernel: String::new(),
+        guest_memory_mib: 0,
+        load: opts.load.describe(),
+        started: chrono::Local::now().to_rfc3339(),
+        scenarios: Vec::new(),
+    };
+
+    // The clock server the guests probe, for the whole run.
+    let clock = ClockServer::start()?;
+    let mut image = None;
+    if needs_guests {
+        status("fetching the guest kernel (once; cached)");
+        let kernel = guest::fetch_debian_kernel(&opts.cache)?;
+        status("writing the guest image");
+        let initrd = work.path.join("initrd.cpio");
+        write_image(opts, &kernel, clock.port, &initrd)?;
+        let memory = opts
+            .memory_mib
+            .unwrap_or_else(|| guest::memory_for(&initrd));
+        info.guest_kernel = kernel.version.clone();
+        info.guest_memory_mib = memory;
+        let (accel, note) = choose_accel(opts, &kernel, &initrd, memory, stop, status)?;
+        info.accel = match accel {
+            Accel::Tcg => "tcg".into(),
+            Accel::Kvm => "kvm".into(),
+        };
+        info.accel_note = note;
+        image = Some(Image {
+            kernel,
+            initrd,
+            memory,
+            accel,
+        });
+    }
+    write_json(&opts.out.join("experiment.json"), &info)?;
+
+    for (i, sc) in opts.scenarios.iter().enumerate() {
+        check_stop(stop)?;
+        status(&format!(
+            "scenario {}/{} {} ({}): {:.0} s",
+            i + 1,
+            opts.scenarios.len(),
+            sc.name,
+            sc.title,
+            opts.warmup.as_secs_f64() + opts.duration.as_secs_f64() + TAIL_S as f64
+        ));
+        run_scenario(opts, sc, image.as_ref(), &work, stop)
+            .with_context(|| format!("scenario {}", sc.name))?;
+        info.scenarios.push(sc.name.clone());
+        write_json(&opts.out.join("experiment.json"), &info)?;
+    }
+    drop(clock);
+    Ok(info)
+}
+
+/// The guest image of a run and how it boots.
+#[derive(Debug)]
+struct Image {
+    kernel: Kernel,
+    initrd: PathBuf,
+    memory: u32,
+    accel: Accel,
+}
+
+/// Creates the run folder, refusing one that already holds a run.
+fn prepare_out(out: &Path) -> anyhow::Result<()> {
+    if out.join("experiment.json").exists() {
+        return Err(crate::record::UsageError(format!(
+            "{} already holds a run (experiment.json); choose another folder, or use \
+             --analyze {} to redo its report",
+            out.display(),
+            out.display()
+        ))
+        .into());
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))
+}
+
+/// A private folder for the image and the sockets, removed when dropped (also on errors
+/// and Ctrl-C, since the run returns through here).
+#[derive(Debug)]
+struct WorkDir {
+    path: PathBuf,
+}
+
+impl WorkDir {
+    fn new() -> anyhow::Result<WorkDir> {
+        // In the temporary folder, not the run folder: socket paths must stay under 108
+        // bytes, and a run folder's path can be long.
+        let path = std::env::temp_dir().join(format!(
+            "vmmon-experiment-{}-{}",
+            std::process::id(),
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos())
+        ));
+        std::fs::create_dir_all(&path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        Ok(WorkDir { path })
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// `vmmon clock serve` on 127.0.0.1, in a thread of this process.
+struct ClockServer {
+    port: u16,
+    stop: Arc<AtomicUsize>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ClockServer {
+    fn start() -> anyhow::Result<ClockServer> {
+        let mut server = crate::clock::serve::Server::bind("127.0.0.1:0")
+            .context("cannot bind the clock server on 127.0.0.1")?;
+        let port = server.local_addr()?.port();
+        let stop = Arc::new(AtomicUsize::new(0));
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let _ = server.run(&flag);
+        });
+        Ok(ClockServer {
+            port,
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for ClockServer {
+    fn drop(&mut self) {
+        self.stop.store(1, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The guest's script: find the port, record, wait, play load or not, record a little more,
+/// stop. What differs per guest comes from the kernel command line.
+fn guest_script(opts: &Options, clock_port: u16) -> String {
+    let seconds = opts.duration.as_secs_f64().ceil() as u64;
+    let load = opts
+        .load
+        .args(seconds, "$seed", "/load.trace")
+        .iter()
+        .map(|a| if a == "$seed" { a.clone() } else { sh_quote(a) })
+        .collect::<Vec<_>>()
+        .join(" ");
+    format!(
+        r#"set -u
+load=0
+seed=1
+for w in $(cat /proc/cmdline); do
+  case "$w" in
+    vmmon.probe=1) echo "vmmon: accelerator probe"; exit 0 ;;
+    vmmon.load=*) load=${{w#*=}} ;;
+    vmmon.seed=*) seed=${{w#*=}} ;;
+  esac
+done
+dev=
+for p in /sys/class/virtio-ports/*; do
+  [ "$(cat "$p/name" 2>/dev/null)" = {port} ] && dev=/dev/${{p##*/}}
+done
+[ -n "$dev" ] || {{ echo "vmmon: no virtio-serial port {port}"; exit 1; }}
+vmmon record --vms --rate {rate} --clock-ref 10.0.2.2:{clock_port} > "$dev" 2> /tmp/record.err &
+rec=$!
+sleep {warmup}
+if [ "$load" = 1 ]; then
+  vmmon load {load} 2> /tmp/load.err || {{ echo "vmmon: load failed:"; cat /tmp/load.err; }}
+else
+  sleep {seconds}
+fi
+sleep {tail}
+kill -TERM $rec
+wait $rec
+st=$?
+cat /tmp/record.err
+[ $st = 0 ] || [ $st = 143 ] || {{ echo "vmmon: the guest's recorder exited with $st"; exit 1; }}
+"#,
+        port = PORT_NAME,
+        rate = opts.rate,
+        warmup = opts.warmup.as_secs_f64().ceil() as u64,
+        tail = TAIL_S,
+    )
+}
+
+/// Quotes `s` for busybox sh.
+fn sh_quote(s: &str) -> String {
+    if s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-_./:=@%+,".contains(&b))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// Writes the run's initramfs: busybox, the virtio modules, `vmmon`, the load trace if any.
+fn write_image(opts: &Options, kernel: &Kernel, clock_port: u16, out: &Path) -> anyhow::Result<()> {
+    let mut image = Initramfs::new(&opts.busybox)?;
+    image
+        .modules(kernel, guest::VIRTIO_MODULES)?
+        .program(&opts.vmmon, "/bin/vmmon")?
+        .network(&GuestNet::user())
+        .hostname("vmmon-guest")
+        .script(&guest_script(opts, clock_port));
+    if let Load::Play { trace } = &opts.load {
+        image.host_file(trace, "/load.trace")?;
+    }
+    image.write(out)
+}
+
+/// The guest `name`'s qemu configuration: user-mode network (for the clock) and the
+/// virtio-serial port joined to the unix socket `socket` that this process listens on.
+fn guest_config(image: &Image, name: &str, socket: &Path, append: String, echo: bool) -> Config {
+    let mut c = Config::new(name, &image.kernel, &image.initrd);
+    c.memory_mib = image.memory;
+    c.accel = image.accel;
+    c.network = Network::User {
+        net: GuestNet::user(),
+        hostfwd: Vec::new(),
+    };
+    c.append = append;
+    c.echo = echo;
+    let chardev = format!("socket,id=rec,path={}", socket.display());
+    for a in [
+        "-device",
+        "virtio-serial-pci,id=vser0",
+        "-chardev",
+        &chardev,
+        "-device",
+        &format!("virtserialport,bus=vser0.0,chardev=rec,name={PORT_NAME}"),
+    ] {
+        c.extra_args.push(a.into());
+    }
+    c
+}
+
+/// KVM if asked, or if `Auto` and a guest reaches user space under it within 60 s; else TCG.
+fn choose_accel(
+    opts: &Options,
+    kernel: &Kernel,
+    initrd: &Path,
+    memory: u32,
+    stop: &AtomicUsize,
+    status: &mut dyn FnMut(&str),
+) -> anyhow::Result<(Accel, String)> {
+    match opts.accel {
+        AccelChoice::Tcg => return Ok((Accel::Tcg, "TCG, as asked (--accel tcg)".into())),
+        AccelChoice::Kvm => return Ok((Accel::Kvm, "KVM, as asked (--accel kvm)".into())),
+        AccelChoice::Auto => {}
+    }
+    if let Err(e) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+    {
+        return Ok((Accel::Tcg, format!("TCG: /dev/kvm cannot be opened ({e})")));
+    }
+    status("probing KVM with a test guest");
+    let mut c = Config::new("vmmon-kvm-probe", kernel, initrd);
+    c.memory_mib = memory;
+    c.accel = Accel::Kvm;
+    c.append = "vmmon.probe=1".into();
+    let result = Guest::boot(&c).and_then(|mut g| {
+        wait_ready(&mut g, Duration::from_secs(60), stop)?;
+        g.finish(Duration::from_secs(30))
+    });
+    match result {
+        Ok(()) => Ok((Accel::Kvm, "KVM: a test guest booted under it".into())),
+        Err(e) if e.downcast_ref::<Stopped>().is_some() => Err(e),
+        Err(e) => {
+            // The first line says what failed; qemu's own last words say why.
+            let text = format!("{e:#}");
+            let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+            let mut first = lines.next().unwrap_or_default().to_string();
+            if let Some(last) = lines.next_back() {
+                first = format!("{first} {last}");
+            }
+            status(&format!(
+                "KVM does not boot the guest here; using TCG ({first})"
+            ));
+            Ok((
+                Accel::Tcg,
+                format!("TCG: a test guest did not boot under KVM ({first})"),
+            ))
+        }
+    }
+}
+
+/// Waits for the guest's user space, looking at `stop` every 100 ms.
+fn wait_ready(g: &mut Guest, timeout: Duration, stop: &AtomicUsize) -> anyhow::Result<f64> {
+    let start = Instant::now();
+    loop {
+        check_stop(stop)?;
+        let ready = g
+            .console()
+            .iter()
+            .any(|l| l.stream == guest::Stream::Serial && l.text.contains(guest::READY_MARKER));
+        if ready {
+            return Ok(start.elapsed().as_secs_f64());
+        }
+        let failed = g
+            .console()
+            .iter()
+            .any(|l| l.text.contains(guest::ERROR_MARKER) || l.text.contains("Kernel panic"));
+        if failed || g.has_exited() || start.elapsed() >= timeout {
+            // wait_for reads the console from the start and words the failure.
+            g.wait_for(guest::READY_MARKER, Duration::ZERO)?;
+            return Ok(start.elapsed().as_secs_f64());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn check_stop(stop: &AtomicUsize) -> anyhow::Result<()> {
+    match stop.load(Ordering::Relaxed) {
+        0 => Ok(()),
+        sig => Err(Stopped(sig).into()),
+    }
+}
+
+/// Sleeps `d`, looking at `stop` every 100 ms.
+fn sleep(d: Duration, stop: &AtomicUsize) -> anyhow::Result<()> {
+    let end = Instant::now() + d;
+    loop {
+        check_stop(stop)?;
+        let now = Instant::now();
+        if now >= end {
+            return Ok(());
+        }
+        std::thread::sleep((end - now).min(Duration::from_millis(100)));
+    }
+}
+
+/// A child process that is stopped (SIGTERM, then SIGKILL after 5 s) when dropped.
+struct Process {
+    child: Child,
+    what: String,
+}
+
+impl Process {
+    fn spawn(cmd: &mut Command, what: &str, log: &Path) -> anyhow::Result<Process> {
+        let log = File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("cannot start {what}"))?;
+        Ok(Process {
+            child,
+            what: what.to_string(),
+        })
+    }
+
+    /// Asks it to finish (SIGTERM: recorders flush and exit) and waits up to 5 s.
+    fn terminate(&mut self) -> anyhow::Result<std::process::ExitStatus> {
+        if let Some(s) = self.child.try_wait()? {
+            return Ok(s);
+        }
+        // SAFETY: kill has no memory-safety preconditions; the pid is our unreaped child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let end = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < end {
+            if let Some(s) = self.child.try_wait()? {
+                return Ok(s);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let s = self.child.wait()?;
+        bail!(
+            "{} did not stop within 5 s of SIGTERM; killed ({s})",
+            self.what
+        )
+    }
+
+    /// Waits up to `timeout` for it to exit by itself, then terminates it.
+    fn wait(
+        &mut self,
+        timeout: Duration,
+        stop: &AtomicUsize,
+    ) -> anyhow::Result<std::process::ExitStatus> {
+        let end = Instant::now() + timeout;
+        while Instant::now() < end {
+            check_stop(stop)?;
+            if let Some(s) = self.child.try_wait()? {
+                return Ok(s);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.terminate()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.terminate();
+    }
+}
+
+/// Copies what the guest writes to its port into `csv`, chunk by chunk as it arrives.
+fn stream_thread(
+    listener: UnixListener,
+    csv: PathBuf,
+    stop: Arc<AtomicUsize>,
+) -> JoinHandle<anyhow::Result<u64>> {
+    std::thread::spawn(move || {
+        listener.set_nonblocking(true)?;
+        let mut conn = loop {
+            match listener.accept() {
+                Ok((c, _)) => break c,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if stop.load(Ordering::Relaxed) != 0 {
+                        return Ok(0);
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => return Err(e).context("virtio-serial socket"),
+            }
+        };
+        conn.set_nonblocking(false)?;
+        conn.set_read_timeout(Some(Duration::from_millis(200)))?;
+        let mut out =
+            File::create(&csv).with_context(|| format!("cannot create {}", csv.display()))?;
+        let mut buf = vec![0u8; 1 << 16];
+        let mut total = 0u64;
+        loop {
+            use std::io::Read as _;
+            match conn.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    // Straight to the file: a row that reached the host is on disk.
+                    out.write_all(&buf[..n])?;
+                    total += n as u64;
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    if stop.load(Ordering::Relaxed) > 1 {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e).with_context(|| format!("reading {}", csv.display())),
+            }
+        }
+        Ok(total)
+    })
+}
+
+/// Boots the scenario's guests, records host and guests while the loads play, and writes
+/// the scenario's folder.
+fn run_scenario(
+    opts: &Options,
+    sc: &Scenario,
+    image: Option<&Image>,
+    work: &WorkDir,
+    stop: &AtomicUsize,
+) -> anyhow::Result<()> {
+    let dir = opts.out.join(&sc.name);
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let names = sc.guest_names();
+    let seconds = opts.duration.as_secs_f64().ceil() as u64;
+    let warmup = Duration::from_secs(opts.warmup.as_secs_f64().ceil() as u64);
+    let mut info = ScenarioInfo {
+        name: sc.name.clone(),
+        title: sc.title.clone(),
+        guests: names.clone(),
+        host_load: sc.host_load.then(|| opts.load.describe()),
+        guest_load: Default::default(),
+        rate_hz: opts.rate,
+        duration_s: seconds as f64,
+        start: 0.0,
+        end: 0.0,
+        boot_s: Default::default(),
+        streamed_bytes: Default::default(),
+    };
+
+    // Stream readers stop on their own at EOF; this flag ends them if a guest never
+    // connects or never closes.
+    let stream_stop = Arc::new(AtomicUsize::new(0));
+    let mut guests: Vec<Guest> = Vec::new();
+    let mut streams = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let image = image.context("a scenario with guests needs the guest image")?;
+        let socket = work.path.join(format!("{name}.sock"));
+        let _ = std::fs::remove_file(&socket);
+        let listener = UnixListener::bind(&socket)
+            .with_context(|| format!("cannot listen on {}", socket.display()))?;
+        streams.push(stream_thread(
+            listener,
+            dir.join(format!("{name}.csv")),
+            Arc::clone(&stream_stop),
+        ));
+        let load = u8::from(sc.guest_load);
+        if sc.guest_load {
+            info.guest_load.insert(name.clone(), opts.load.describe());
+        }
+        // Seeds 2, 3 for the guests; the host plays seed 1.
+        let append = format!("vmmon.load={load} vmmon.seed={}", i + 2);
+        let config = guest_config(image, name, &socket, append, opts.echo);
+        guests.push(Guest::boot(&config).with_context(|| format!("cannot boot {name}"))?);
+    }
+    let result = drive(
+        opts,
+        sc,
+        &dir,
+        &mut guests,
+        &mut info,
+        warmup,
+        seconds,
+        stop,
+    );
+    // Whatever happened, no guest outlives the scenario, and the readers end.
+    for g in &mut guests {
+        if result.is_err() {
+            g.kill();
+        }
+        let log: String = g
+            .console()
+            .iter()
+            .map(|l| {
+                let t = l
+                    .time
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map_or(0.0, |d| d.as_secs_f64());
+                format!("{t:.3} {}\n", l.text)
+            })
+            .collect();
+        let _ = std::fs::write(dir.join(format!("{}.console.log", g.name())), log);
+    }
+    stream_stop.store(if result.is_err() { 2 } else { 1 }, Ordering::Relaxed);
+    for (name, s) in names.iter().zip(streams) {
+        let bytes = match s.join() {
+            Ok(r) => r?,
+            Err(_) => bail!("the stream reader of {name} panicked"),
+        };
+        info.streamed_bytes.insert(name.clone(), bytes);
+    }
+    result?;
+    for name in &names {
+        if info.streamed_bytes.get(name).copied().unwrap_or(0) == 0 {
+            bail!(
+                "{name} streamed no rows; see {}",
+                dir.join(format!("{name}.console.log")).display()
+            );
+        }
+    }
+    write_json(&dir.join("scenario.json"), &info)
+}
+
+/// The scenario's timeline once its guests are booting.
+#[allow(clippy::too_many_arguments)]
+fn drive(
+    opts: &Options,
+    sc: &Scenario,
+    dir: &Path,
+    guests: &mut [Guest],
+    info: &mut ScenarioInfo,
+    warmup: Duration,
+    seconds: u64,
+    stop: &AtomicUsize,
+) -> anyhow::Result<()> {
+    for g in guests.iter_mut() {
+        let boot = wait_ready(g, BOOT_TIMEOUT, stop)?;
+        info.boot_s.insert(g.name().to_string(), boot);
+    }
+    let mut cmd = Command::new(&opts.vmmon);
+    cmd.arg("record").arg("--rate").arg(opts.rate.to_string());
+    if guests.is_empty() {
+        // The host's pool columns (busy_cpu_pct …) without any VM: a name no process has.
+        cmd.args(["--vm-match", "^$"]);
+    } else {
+        let pids: Vec<String> = guests.iter().map(|g| g.pid().to_string()).collect();
+        cmd.arg("--vm-pid").arg(pids.join(","));
+    }
+    cmd.arg("-o").arg(dir.join("host.csv"));
+    info.start = unix_now();
+    let mut recorder = Process::spawn(&mut cmd, "the host's recorder", &dir.join("host.log"))?;
+    sleep(warmup, stop)?;
+    let mut host_load = None;
+    if sc.host_load {
+        let trace = match &opts.load {
+            Load::Play { trace } => trace.to_string_lossy().into_owned(),
+            Load::Prbs { .. } => String::new(),
+        };
+        let mut cmd = Command::new(&opts.vmmon);
+        cmd.arg("load").args(opts.load.args(seconds, "1", &trace));
+        host_load = Some(Process::spawn(
+            &mut cmd,
+            "the host's load",
+            &dir.join("host.load.log"),
+        )?);
+    }
+    let span = Duration::from_secs(seconds + TAIL_S);
+    if guests.is_empty() {
+        sleep(span, stop)?;
+    } else {
+        // Guests power off when their script ends; allow TCG's slowness on top.
+        let deadline = Instant::now() + span + Duration::from_secs(60);
+        for g in guests.iter_mut() {
+            while !g.has_exited() {
+                check_stop(stop)?;
+                if Instant::now() >= deadline {
+                    g.kill();
+                    bail!(
+                        "guest {} still running {} s after its recording should have ended; \
+                         last lines:\n{}",
+                        g.name(),
+                        60,
+                        g.tail(20)
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            g.finish(Duration::from_secs(10))?;
+        }
+    }
+    let status = recorder.terminate()?;
+    info.end = unix_now();
+    if !(status.success() || status.code() == Some(143)) {
+        bail!(
+            "the host's recorder exited with {status}: {}",
+            std::fs::read_to_string(dir.join("host.log")).unwrap_or_default()
+        );
+    }
+    if let Some(mut l) = host_load {
+        let s = l.wait(Duration::from_secs(10), stop)?;
+        if !s.success() {
+            bail!(
+                "the host's load exited with {s}: {}",
+                std::fs::read_to_string(dir.join("host.load.log")).unwrap_or_default()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+fn write_json(path: &Path, value: &impl Serialize) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(value)? + "\n";
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn load_arguments_are_what_vmmon_load_takes() {
+        let prbs = Load::Prbs {
+            low: 0.0,
+            high: 1.0,
+            bit: Duration::from_millis(2000),
+        };
+        assert_eq!(
+            prbs.args(60, "2", "").join(" "),
+            "prbs --low 0 --high 1 --bit 2000ms --seed 2 --duration 60s"
+        );
+        let play = Load::Play {
+            trace: "/x/axp0.csv".into(),
+        };
+        assert_eq!(
+            play.args(30, "3", "/load.trace").join(" "),
+            "play /load.trace --phase 3m --duration 30s"
+        );
+        assert_eq!(play.describe(), "trace axp0.csv");
+    }
+
+    #[test]
+    fn the_guest_script_takes_load_and_seed_from_the_command_line() {
+        let mut o = Options::new(Path::new("/tmp/x")).unwrap();
+        o.duration = Duration::from_millis(20_500);
+        let s = guest_script(&o, 4242);
+        assert!(s.contains("--clock-ref 10.0.2.2:4242"), "{s}");
+        assert!(s.contains("--seed $seed --duration 21s"), "{s}");
+        assert!(s.contains("sleep 21\n"), "{s}");
+        assert!(s.contains(r#"vmmon.load=*) load=${w#*=}"#), "{s}");
+    }
+
+    #[test]
+    fn options_refuse_too_few_samples() {
+        let mut o = Options::new(Path::new("/tmp/x")).unwrap();
+        o.duration = Duration::from_secs(5);
+        let e = o.check().unwrap_err().to_string();
+        assert!(e.contains("5 samples"), "{e}");
+        o.duration = Duration::from_secs(60);
+        o.rate = 0.0;
+        assert!(o.check().is_err());
+    }
+}
