@@ -576,7 +576,7 @@ fn choose_accel(
 }
 
 /// Waits for the guest's user space, looking at `stop` every 100 ms.
-fn wait_ready(g: &mut Guest, timeout: Duration, stop: &AtomicUsize) -> anyhow::Result<f64> {
+fn wait_ready(g: &mut Guest, timeout: Duration, stop: &AtomicUsize) -> anyhow::Result<()> {
     let start = Instant::now();
     loop {
         check_stop(stop)?;
@@ -585,7 +585,7 @@ fn wait_ready(g: &mut Guest, timeout: Duration, stop: &AtomicUsize) -> anyhow::R
             .iter()
             .any(|l| l.stream == guest::Stream::Serial && l.text.contains(guest::READY_MARKER));
         if ready {
-            return Ok(start.elapsed().as_secs_f64());
+            return Ok(());
         }
         let failed = g
             .console()
@@ -594,7 +594,7 @@ fn wait_ready(g: &mut Guest, timeout: Duration, stop: &AtomicUsize) -> anyhow::R
         if failed || g.has_exited() || start.elapsed() >= timeout {
             // wait_for reads the console from the start and words the failure.
             g.wait_for(guest::READY_MARKER, Duration::ZERO)?;
-            return Ok(start.elapsed().as_secs_f64());
+            return Ok(());
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -772,6 +772,7 @@ fn run_scenario(
     // connects or never closes.
     let stream_stop = Arc::new(AtomicUsize::new(0));
     let mut guests: Vec<Guest> = Vec::new();
+    let mut booted: Vec<Instant> = Vec::new();
     let mut streams = Vec::new();
     for (i, name) in names.iter().enumerate() {
         let image = image.context("a scenario with guests needs the guest image")?;
@@ -791,6 +792,7 @@ fn run_scenario(
         // Seeds 2, 3 for the guests; the host plays seed 1.
         let append = format!("vmmon.load={load} vmmon.seed={}", i + 2);
         let config = guest_config(image, name, &socket, append, opts.echo);
+        booted.push(Instant::now());
         guests.push(Guest::boot(&config).with_context(|| format!("cannot boot {name}"))?);
     }
     let result = drive(
@@ -798,6 +800,7 @@ fn run_scenario(
         sc,
         &dir,
         &mut guests,
+        &booted,
         &mut info,
         warmup,
         seconds,
@@ -848,14 +851,17 @@ fn drive(
     sc: &Scenario,
     dir: &Path,
     guests: &mut [Guest],
+    booted: &[Instant],
     info: &mut ScenarioInfo,
     warmup: Duration,
     seconds: u64,
     stop: &AtomicUsize,
 ) -> anyhow::Result<()> {
-    for g in guests.iter_mut() {
-        let boot = wait_ready(g, BOOT_TIMEOUT, stop)?;
-        info.boot_s.insert(g.name().to_string(), boot);
+    // The guests boot side by side; each one's time counts from its own start.
+    for (g, t0) in guests.iter_mut().zip(booted) {
+        wait_ready(g, BOOT_TIMEOUT, stop)?;
+        info.boot_s
+            .insert(g.name().to_string(), t0.elapsed().as_secs_f64());
     }
     let mut cmd = Command::new(&opts.vmmon);
     cmd.arg("record").arg("--rate").arg(opts.rate.to_string());
