@@ -10,6 +10,7 @@ pub mod align;
 pub mod charge;
 pub mod cli;
 pub mod clock;
+pub mod experiment;
 pub mod export;
 pub mod guest;
 pub mod load;
