@@ -1089,6 +1089,8 @@ fn draw_figures(dir: &Path, opts: &Options, r: &mut ScenarioResult, log: &mut Lo
         kind: &'static str,
         inputs: Vec<String>,
         columns: Vec<String>,
+        /// Extra arguments (the order picture's criterion).
+        extra: Vec<String>,
     }
     let mut specs = Vec::new();
     let s = &r.info.name;
@@ -1104,6 +1106,7 @@ fn draw_figures(dir: &Path, opts: &Options, r: &mut ScenarioResult, log: &mut Lo
                 "cpu_user_pct".into(),
                 "cpu_system_pct".into(),
             ],
+            extra: Vec::new(),
         });
     } else if r.split.is_some() {
         let mut columns = vec!["host.busy_cpu_pct".to_string()];
@@ -1118,6 +1121,7 @@ fn draw_figures(dir: &Path, opts: &Options, r: &mut ScenarioResult, log: &mut Lo
             kind: "trace",
             inputs: vec![files::ALIGNED.into()],
             columns,
+            extra: Vec::new(),
         });
     }
     for g in &r.guests {
@@ -1127,7 +1131,11 @@ fn draw_figures(dir: &Path, opts: &Options, r: &mut ScenarioResult, log: &mut Lo
                 .any(|x| x.name == step && x.outcome == Outcome::Done)
         };
         let n = &g.name;
-        let mut add = |file: &str, caption: String, kind: &'static str, inputs: Vec<String>| {
+        let mut add = |file: &str,
+                       caption: String,
+                       kind: &'static str,
+                       inputs: Vec<String>,
+                       extra: Vec<String>| {
             specs.push(Spec {
                 guest: Some(n.clone()),
                 file: format!("{n}.{file}"),
@@ -1135,6 +1143,7 @@ fn draw_figures(dir: &Path, opts: &Options, r: &mut ScenarioResult, log: &mut Lo
                 kind,
                 inputs,
                 columns: Vec::new(),
+                extra,
             });
         };
         if done("xcorr") {
@@ -1143,6 +1152,7 @@ fn draw_figures(dir: &Path, opts: &Options, r: &mut ScenarioResult, log: &mut Lo
                 format!("{s}: cross-correlation {} → {}", g.input, g.output),
                 "xcorr",
                 vec![format!("{n}.xcorr.csv")],
+                Vec::new(),
             );
         }
         if done("impulse") {
@@ -1151,6 +1161,7 @@ fn draw_figures(dir: &Path, opts: &Options, r: &mut ScenarioResult, log: &mut Lo
                 format!("{s}: impulse response {} → {}", g.input, g.output),
                 "impulse",
                 vec![format!("{n}.impulse.csv")],
+                Vec::new(),
             );
         }
         if done("order") {
@@ -1159,6 +1170,8 @@ fn draw_figures(dir: &Path, opts: &Options, r: &mut ScenarioResult, log: &mut Lo
                 format!("{s}: {n} order search"),
                 "order",
                 vec![format!("{n}.order.csv")],
+                // The picture ranks as the search did.
+                vec!["--criterion".into(), criterion_name(opts.criterion)],
             );
         }
         if done("validate") {
@@ -1167,6 +1180,7 @@ fn draw_figures(dir: &Path, opts: &Options, r: &mut ScenarioResult, log: &mut Lo
                 format!("{s}: {n} model on the held-out rows"),
                 "validation",
                 vec![format!("{n}.validate.csv"), format!("{n}.validate.json")],
+                Vec::new(),
             );
         }
         if g.reconstruction_fit_pct.is_some() {
@@ -1175,6 +1189,7 @@ fn draw_figures(dir: &Path, opts: &Options, r: &mut ScenarioResult, log: &mut Lo
                 format!("{s}: {n} busy CPU measured in the guest and reconstructed from the host"),
                 "trace",
                 vec![format!("{n}.reconstruct_vs_measured.csv")],
+                Vec::new(),
             );
         }
     }
@@ -1188,6 +1203,7 @@ fn draw_figures(dir: &Path, opts: &Options, r: &mut ScenarioResult, log: &mut Lo
         if !spec.columns.is_empty() {
             args.extend(["--columns".to_string(), spec.columns.join(",")]);
         }
+        args.extend(spec.extra);
         args.extend([
             "--title".to_string(),
             spec.caption.clone(),
