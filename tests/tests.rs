@@ -9,6 +9,7 @@ mod batch;
 mod charge;
 mod cli;
 mod clock;
+mod experiment_analysis;
 mod fixtures;
 mod guest;
 mod import;

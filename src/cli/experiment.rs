@@ -8,8 +8,11 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 
 use super::record::parse_duration;
-use crate::experiment::{self, AccelChoice, Load, Options, Stopped};
+use crate::experiment::analysis::{self, Orders};
+use crate::experiment::run::{AccelChoice, Load, Options};
+use crate::experiment::{self, Stopped};
 use crate::record::UsageError;
+use crate::sysid::order::Criterion;
 
 /// Accelerator choice on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -85,10 +88,71 @@ pub struct ExperimentArgs {
     /// Copy the guests' consoles to stderr.
     #[arg(long)]
     echo: bool,
+
+    /// ARX poles of every model (with --zeros and --delay; default: chosen by `vmmon order`
+    /// on the estimation rows).
+    #[arg(long, value_name = "NA", requires_all = ["zeros", "delay"])]
+    poles: Option<usize>,
+
+    /// ARX zeros (B coefficients).
+    #[arg(long, value_name = "NB", requires_all = ["poles", "delay"])]
+    zeros: Option<usize>,
+
+    /// ARX delay, samples.
+    #[arg(long, value_name = "NK", requires_all = ["poles", "zeros"])]
+    delay: Option<usize>,
+
+    /// How `vmmon order` ranks the candidate orders (MDL: the held-out rows stay held out).
+    #[arg(long, value_enum, default_value_t = Criterion::Mdl)]
+    criterion: Criterion,
+
+    /// Do not draw the figures.
+    #[arg(long)]
+    no_plots: bool,
+
+    /// Do not record: analyse the run folder DIR again and rewrite its report (after
+    /// changing orders, or to redraw the figures).
+    #[arg(long, value_name = "DIR", conflicts_with = "out")]
+    analyze: Option<PathBuf>,
 }
 
-/// Runs `vmmon experiment`.
+/// Runs `vmmon experiment`: records the run (unless --analyze), then analyses it.
 pub fn run(a: ExperimentArgs) -> anyhow::Result<i32> {
+    let analysis_opts = analysis::Options {
+        orders: match (a.poles, a.zeros, a.delay) {
+            (Some(na), Some(nb), Some(nk)) => Some(Orders { na, nb, nk }),
+            _ => None,
+        },
+        criterion: a.criterion,
+        plots: !a.no_plots,
+        ..analysis::Options::default()
+    };
+    let out = match &a.analyze {
+        Some(dir) => dir.clone(),
+        None => match record(&a)? {
+            Ok(out) => out,
+            Err(code) => return Ok(code),
+        },
+    };
+    eprintln!("vmmon: analysing {}", out.display());
+    let report = analysis::analyze_run(&out, &analysis_opts)?;
+    for w in report.warnings() {
+        eprintln!("vmmon: warning: {w}");
+    }
+    // Scenarios that failed to record are in experiment.json, so these include them.
+    let errors = report.errors();
+    for e in &errors {
+        eprintln!("vmmon: error: {e}");
+    }
+    eprintln!(
+        "vmmon: report: {}",
+        out.join(crate::experiment::folder::files::REPORT).display()
+    );
+    Ok(if errors.is_empty() { 0 } else { 1 })
+}
+
+/// Records the run: the folder, or the exit code when stopped by a signal.
+fn record(a: &ExperimentArgs) -> anyhow::Result<Result<PathBuf, i32>> {
     let scenarios = experiment::scenario::select(&a.scenarios)?;
     let out = a.out.clone().unwrap_or_else(|| {
         PathBuf::from(format!(
@@ -128,9 +192,9 @@ pub fn run(a: ExperimentArgs) -> anyhow::Result<i32> {
         AccelArg::Kvm => AccelChoice::Kvm,
     };
     opts.memory_mib = a.memory;
-    opts.busybox = a.busybox;
-    if let Some(c) = a.cache {
-        opts.cache = c;
+    opts.busybox = a.busybox.clone();
+    if let Some(c) = &a.cache {
+        opts.cache = c.clone();
     }
     opts.echo = a.echo;
 
@@ -150,20 +214,23 @@ pub fn run(a: ExperimentArgs) -> anyhow::Result<i32> {
         b.finish_and_clear();
     }
     match result {
-        Ok(_) => {}
+        Ok(_) => {
+            eprintln!("vmmon: recorded {}", out.display());
+            Ok(Ok(out))
+        }
         Err(e) if e.downcast_ref::<Stopped>().is_some() => {
             let sig = stop.load(Ordering::Relaxed);
             eprintln!(
                 "vmmon: stopped; the completed scenarios, and the rows so far of the one \
-                 interrupted (it has no scenario.json), are in {}",
+                 interrupted (it has no scenario.json), are in {}; `vmmon experiment \
+                 --analyze {}` reports on the completed ones",
+                out.display(),
                 out.display()
             );
-            return Ok(128 + sig as i32);
+            Ok(Err(128 + sig as i32))
         }
-        Err(e) => return Err(e),
+        Err(e) => Err(e),
     }
-    eprintln!("vmmon: recorded {}", out.display());
-    Ok(0)
 }
 
 /// A bar over the scenarios when stderr is a terminal.

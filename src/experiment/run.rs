@@ -31,6 +31,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{Context, bail};
 use serde::Serialize;
 
+use super::folder::{RunInfo, ScenarioInfo, files};
 use super::scenario::Scenario;
 use crate::guest::{self, Accel, Config, Guest, GuestNet, Initramfs, Kernel, Network};
 
@@ -38,6 +39,10 @@ use crate::guest::{self, Accel, Config, Guest, GuestNet, Initramfs, Kernel, Netw
 const BOOT_TIMEOUT: Duration = Duration::from_secs(180);
 /// The virtio-serial port the guest's recorder writes to.
 const PORT_NAME: &str = "vmmon.rec";
+/// Load seeds of the host, vm1 and vm2. A PRBS register starts from its seed, and a seed
+/// with few bits set (1, 2, 3) begins with a long run of zeros: these have about half their
+/// ten low bits set, so every load is busy about half the time from its first bits on.
+const SEEDS: [u64; 3] = [0b10_1011_0101, 0b01_1101_0011, 0b11_0011_1010];
 /// Seconds every recorder runs after the load ends, so that the last interval is whole.
 const TAIL_S: u64 = 2;
 
@@ -192,99 +197,44 @@ impl Options {
     }
 }
 
-/// `OUT/experiment.json`: the facts of a run.
-#[derive(Debug, Clone, Serialize)]
-pub struct RunInfo {
-    /// The version that recorded it.
-    pub vmmon_version: String,
-    /// Sampling rate, Hz.
-    pub rate_hz: f64,
-    /// Load duration per scenario, seconds.
-    pub duration_s: f64,
-    /// Recording before the load, seconds.
-    pub warmup_s: f64,
-    /// `tcg` or `kvm`.
-    pub accel: String,
-    /// Why that accelerator (the KVM probe's result).
-    pub accel_note: String,
-    /// The host's CPUs.
-    pub host_cpus: usize,
-    /// The host's kernel.
-    pub host_kernel: String,
-    /// The guests' kernel.
-    pub guest_kernel: String,
-    /// Guest memory, MiB.
-    pub guest_memory_mib: u32,
-    /// The load, in words.
-    pub load: String,
-    /// When the run began (RFC 3339).
-    pub started: String,
-    /// Scenario names, in order (those recorded so far).
-    pub scenarios: Vec<String>,
-}
-
-/// `OUT/SCENARIO/scenario.json`: what one scenario was and when it ran.
-#[derive(Debug, Clone, Serialize)]
-pub struct ScenarioInfo {
-    /// Folder name.
-    pub name: String,
-    /// In words.
-    pub title: String,
-    /// Guest names.
-    pub guests: Vec<String>,
-    /// The host's load, in words, or null.
-    pub host_load: Option<String>,
-    /// Each loaded guest's load, in words.
-    pub guest_load: std::collections::BTreeMap<String, String>,
-    /// Sampling rate, Hz.
-    pub rate_hz: f64,
-    /// Load duration, seconds.
-    pub duration_s: f64,
-    /// Host's clock when the recorders started (Unix seconds).
-    pub start: f64,
-    /// Host's clock when the last recorder stopped.
-    pub end: f64,
-    /// Per guest: seconds from qemu's start to user space.
-    pub boot_s: std::collections::BTreeMap<String, f64>,
-    /// Per guest: bytes of rows streamed over virtio-serial.
-    pub streamed_bytes: std::collections::BTreeMap<String, u64>,
-}
-
 /// Why a run ended early.
 #[derive(Debug, thiserror::Error)]
 #[error("stopped by signal {0}")]
 pub struct Stopped(pub usize);
 
 /// Records every scenario of `opts` into `opts.out`, calling `status` with a line at each
-/// step. Returns the run's facts. Stops cleanly (every process ended, temporary files
+/// step. A scenario that fails is reported and the next one runs. Stops cleanly (every process ended, temporary files
 /// removed, completed scenarios kept) when `stop` becomes non-zero, with [`Stopped`].
 pub fn record(
     opts: &Options,
     stop: &AtomicUsize,
     status: &mut dyn FnMut(&str),
-) -> anyhow::Result<RunInfo> {
+) -> anyhow::Result<Recorded> {
     opts.check()?;
+    let mut failures = Vec::new();
     prepare_out(&opts.out)?;
     let work = WorkDir::new()?;
     let needs_guests = opts.scenarios.iter().any(|s| s.guests > 0);
 
     let mut info = RunInfo {
-        vmmon_version: env!("CARGO_PKG_VERSION").to_string(),
-        rate_hz: opts.rate,
-        duration_s: opts.duration.as_secs_f64(),
-        warmup_s: opts.warmup.as_secs_f64(),
-        accel: "none".into(),
-        accel_note: "no scenario boots a guest".into(),
-        host_cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        vmmon_version: Some(env!("CARGO_PKG_VERSION").to_string()),
+        rate_hz: Some(opts.rate),
+        duration_s: Some(opts.duration.as_secs_f64().ceil()),
+        warmup_s: Some(opts.warmup.as_secs_f64().ceil()),
+        accel: Some("none".into()),
+        accel_note: Some("no scenario boots a guest".into()),
+        host_cpus: std::thread::available_parallelism()
+            .ok()
+            .and_then(|n| u32::try_from(n.get()).ok()),
         host_kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
-            .unwrap_or_default()
-            .trim()
-            .to_string(),
-        guest_kernel: String::new(),
-        guest_memory_mib: 0,
-        load: opts.load.describe(),
-        started: chrono::Local::now().to_rfc3339(),
+            .ok()
+            .map(|s| s.trim().to_string()),
+        guest_kernel: None,
+        guest_memory_mib: None,
+        load: Some(opts.load.describe()),
+        started: Some(chrono::Local::now().to_rfc3339()),
         scenarios: Vec::new(),
+        failed: Default::default(),
     };
 
     // The clock server the guests probe, for the whole run.
@@ -299,14 +249,17 @@ pub fn record(
         let memory = opts
             .memory_mib
             .unwrap_or_else(|| guest::memory_for(&initrd));
-        info.guest_kernel = kernel.version.clone();
-        info.guest_memory_mib = memory;
+        info.guest_kernel = Some(kernel.version.clone());
+        info.guest_memory_mib = Some(memory);
         let (accel, note) = choose_accel(opts, &kernel, &initrd, memory, stop, status)?;
-        info.accel = match accel {
-            Accel::Tcg => "tcg".into(),
-            Accel::Kvm => "kvm".into(),
-        };
-        info.accel_note = note;
+        info.accel = Some(
+            match accel {
+                Accel::Tcg => "tcg",
+                Accel::Kvm => "kvm",
+            }
+            .into(),
+        );
+        info.accel_note = Some(note);
         image = Some(Image {
             kernel,
             initrd,
@@ -314,7 +267,7 @@ pub fn record(
             accel,
         });
     }
-    write_json(&opts.out.join("experiment.json"), &info)?;
+    write_json(&opts.out.join(files::EXPERIMENT), &info)?;
 
     for (i, sc) in opts.scenarios.iter().enumerate() {
         check_stop(stop)?;
@@ -326,13 +279,34 @@ pub fn record(
             sc.title,
             opts.warmup.as_secs_f64() + opts.duration.as_secs_f64() + TAIL_S as f64
         ));
-        run_scenario(opts, sc, image.as_ref(), &work, stop)
-            .with_context(|| format!("scenario {}", sc.name))?;
-        info.scenarios.push(sc.name.clone());
-        write_json(&opts.out.join("experiment.json"), &info)?;
+        match run_scenario(opts, sc, image.as_ref(), &work, stop) {
+            Ok(()) => {
+                info.scenarios.push(sc.name.clone());
+                write_json(&opts.out.join(files::EXPERIMENT), &info)?;
+            }
+            Err(e) if e.downcast_ref::<Stopped>().is_some() => return Err(e),
+            // One scenario's failure (a guest that did not boot) must not cost the others.
+            Err(e) => {
+                let e = format!("{e:#}");
+                status(&format!("scenario {} failed: {e}", sc.name));
+                info.failed.insert(sc.name.clone(), e.clone());
+                write_json(&opts.out.join(files::EXPERIMENT), &info)?;
+                failures.push((sc.name.clone(), e));
+            }
+        }
     }
     drop(clock);
-    Ok(info)
+    Ok(Recorded { info, failures })
+}
+
+/// What [`record`] did: the run's facts (listing the scenarios recorded whole) and the
+/// scenarios that failed, with why.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    /// `experiment.json` as written.
+    pub info: RunInfo,
+    /// (scenario, error) for each scenario that failed.
+    pub failures: Vec<(String, String)>,
 }
 
 /// The guest image of a run and how it boots.
@@ -346,7 +320,7 @@ struct Image {
 
 /// Creates the run folder, refusing one that already holds a run.
 fn prepare_out(out: &Path) -> anyhow::Result<()> {
-    if out.join("experiment.json").exists() {
+    if out.join(files::EXPERIMENT).exists() {
         return Err(crate::record::UsageError(format!(
             "{} already holds a run (experiment.json); choose another folder, or use \
              --analyze {} to redo its report",
@@ -760,10 +734,10 @@ fn run_scenario(
         guests: names.clone(),
         host_load: sc.host_load.then(|| opts.load.describe()),
         guest_load: Default::default(),
-        rate_hz: opts.rate,
-        duration_s: seconds as f64,
-        start: 0.0,
-        end: 0.0,
+        rate_hz: Some(opts.rate),
+        duration_s: Some(seconds as f64),
+        start: None,
+        end: None,
         boot_s: Default::default(),
         streamed_bytes: Default::default(),
     };
@@ -789,8 +763,7 @@ fn run_scenario(
         if sc.guest_load {
             info.guest_load.insert(name.clone(), opts.load.describe());
         }
-        // Seeds 2, 3 for the guests; the host plays seed 1.
-        let append = format!("vmmon.load={load} vmmon.seed={}", i + 2);
+        let append = format!("vmmon.load={load} vmmon.seed={}", SEEDS[i + 1]);
         let config = guest_config(image, name, &socket, append, opts.echo);
         booted.push(Instant::now());
         guests.push(Guest::boot(&config).with_context(|| format!("cannot boot {name}"))?);
@@ -841,7 +814,7 @@ fn run_scenario(
             );
         }
     }
-    write_json(&dir.join("scenario.json"), &info)
+    write_json(&dir.join(files::SCENARIO), &info)
 }
 
 /// The scenario's timeline once its guests are booting.
@@ -872,8 +845,8 @@ fn drive(
         let pids: Vec<String> = guests.iter().map(|g| g.pid().to_string()).collect();
         cmd.arg("--vm-pid").arg(pids.join(","));
     }
-    cmd.arg("-o").arg(dir.join("host.csv"));
-    info.start = unix_now();
+    cmd.arg("-o").arg(dir.join(files::HOST));
+    info.start = Some(unix_now());
     let mut recorder = Process::spawn(&mut cmd, "the host's recorder", &dir.join("host.log"))?;
     sleep(warmup, stop)?;
     let mut host_load = None;
@@ -883,7 +856,8 @@ fn drive(
             Load::Prbs { .. } => String::new(),
         };
         let mut cmd = Command::new(&opts.vmmon);
-        cmd.arg("load").args(opts.load.args(seconds, "1", &trace));
+        cmd.arg("load")
+            .args(opts.load.args(seconds, &SEEDS[0].to_string(), &trace));
         host_load = Some(Process::spawn(
             &mut cmd,
             "the host's load",
@@ -915,7 +889,7 @@ fn drive(
         }
     }
     let status = recorder.terminate()?;
-    info.end = unix_now();
+    info.end = Some(unix_now());
     if !(status.success() || status.code() == Some(143)) {
         bail!(
             "the host's recorder exited with {status}: {}",
