@@ -118,7 +118,7 @@ fn extent(p: &Panel) -> Option<((f64, f64), (f64, f64))> {
     for l in &p.layers {
         for (i, (&xi, &yi)) in l.x.iter().zip(&l.y).enumerate() {
             let hi = match &l.mark {
-                Mark::Band(hi) => hi.get(i).copied().unwrap_or(f64::NAN),
+                Mark::Band(hi) | Mark::Whiskers(hi) => hi.get(i).copied().unwrap_or(f64::NAN),
                 _ => yi,
             };
             if !xi.is_finite() || !yi.is_finite() && !hi.is_finite() {
@@ -237,7 +237,7 @@ fn footprint<DB: DrawingBackend, Y: Ranged<ValueType = f64>>(
                     out.push(chart.backend_coord(&(x, y * k as f64 / 8.0)));
                 }
             }
-            Mark::Band(_) => {}
+            Mark::Band(_) | Mark::Whiskers(_) => {}
             Mark::Points | Mark::Highlight => {}
         }
         out.push(chart.backend_coord(&(x, y)));
@@ -562,6 +562,20 @@ fn layers<'a, DB: DrawingBackend + 'a, Y: Ranged<ValueType = f64>>(
                     .draw_series(pts.iter().map(|&p| Circle::new(p, 9, c.stroke_width(3))))
                     .map_err(err)?;
                 a.legend(move |(x, y)| Circle::new((x + 12, y), 7, c.stroke_width(3)))
+            }
+            Mark::Whiskers(hi) => {
+                let bar = c.mix(0.45).stroke_width(6);
+                let bars: Vec<PathElement<(f64, f64)>> = (0..l.x.len())
+                    .filter_map(|i| {
+                        let (x, lo, h) = (l.x[i], l.y[i], hi.get(i).copied()?);
+                        (x.is_finite() && lo.is_finite() && h.is_finite())
+                            .then(|| PathElement::new(vec![(x, lo), (x, h)], bar))
+                    })
+                    .collect();
+                let a = chart.draw_series(bars).map_err(err)?;
+                a.legend(move |(x, y)| {
+                    PathElement::new(vec![(x + 12, y - 8), (x + 12, y + 8)], bar)
+                })
             }
             Mark::Band(hi) => {
                 let alpha = if l.color == Some(BOUND_GREY) {

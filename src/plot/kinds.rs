@@ -201,7 +201,15 @@ pub fn impulse(d: &ImpulseData) -> Figure {
         if let Some(sd) = &r.sd {
             let lo = r.g.iter().zip(sd).map(|(g, s)| g - s).collect();
             let hi = r.g.iter().zip(sd).map(|(g, s)| g + s).collect();
-            gp.push(Layer::band(format!("g ± sd{suffix}"), d.lag_s.clone(), lo, hi).color(c));
+            gp.push(
+                Layer::new(
+                    Some(format!("g ± sd{suffix}")),
+                    Mark::Whiskers(hi),
+                    d.lag_s.clone(),
+                    lo,
+                )
+                .color(c),
+            );
         }
         let label = match &r.input {
             Some(u) => format!("g from {u}"),
@@ -230,7 +238,7 @@ pub fn impulse(d: &ImpulseData) -> Figure {
     Figure::new(title, vec![vec![gp], vec![sp]]).caption(format!(
         "shaded: 99% significance bound around zero{}; {}",
         if d.responses.iter().any(|r| r.sd.is_some()) {
-            " and ±1 sd around g"
+            "; bars: ±1 sd of g"
         } else {
             ""
         },

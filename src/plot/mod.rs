@@ -56,6 +56,8 @@ pub enum Mark {
     Highlight,
     /// A shaded area from `y` (low edge) up to these high edges; NaN breaks it.
     Band(Vec<f64>),
+    /// An error bar at each point from `y` (low end) up to these high ends.
+    Whiskers(Vec<f64>),
 }
 
 /// One set of points drawn one way, with an optional legend entry.
