@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use crate::util::{gaussian, vmmon};
 
-/// A 1 Hz trace where vm.cpu follows host.cpu three samples late (y = 0.5 y(t-1) + 2 u(t-3)
-/// + noise), with a second input (with a gap), an unrelated one, an `elapsed` column and a
+/// A 1 Hz trace where vm.cpu follows host.cpu three samples late, y = 0.5 y(t-1) + 2 u(t-3)
+/// plus noise, with a second input (with a gap), an unrelated one, an `elapsed` column and a
 /// text column.
 fn write_trace(dir: &Path) -> PathBuf {
     let n = 400;
@@ -235,6 +235,9 @@ fn check_svg(path: &str, (w, h): (u32, u32), texts: &[&str], what: &str) {
     }
 }
 
+/// Inputs, extra arguments, picture size, texts the SVG must hold, and a name.
+type Case<'a> = (Vec<String>, Vec<&'a str>, (u32, u32), Vec<&'a str>, &'a str);
+
 #[test]
 fn every_kind_draws_to_svg_and_png() {
     let r = Results::new();
@@ -242,7 +245,7 @@ fn every_kind_draws_to_svg_and_png() {
     let wide = (900, 500);
     let tall = (900, 760);
     // (inputs, extra args, size, texts in the SVG, name)
-    let cases: Vec<(Vec<String>, Vec<&str>, (u32, u32), Vec<&str>, &str)> = vec![
+    let cases: Vec<Case> = vec![
         (
             vec![trace.clone()],
             vec![],
