@@ -4,7 +4,8 @@
 //! advance down, so PNG labels come out unevenly spaced ("2023-11-1 4T22:1 3"). This wrapper
 //! passes everything else to the inner backend and draws text itself: glyphs positioned at
 //! fractional carets with kerning, anti-aliased by coverage, anchored and rotated as plotters
-//! asks. Its measurements are the ones it draws with, so layout and drawing agree.
+//! asks. Its measurements are the ones it draws with, so layout and drawing agree. Wide
+//! paths are drawn segment by segment for a like reason (see `draw_path`).
 
 use ab_glyph::{Font, FontRef, PxScale, ScaleFont, point};
 use plotters_backend::text_anchor::{HPos, VPos};
@@ -87,7 +88,19 @@ impl<B: DrawingBackend> DrawingBackend for Glyphs<B> {
         path: I,
         style: &S,
     ) -> Result<(), DrawingErrorKind<B::ErrorType>> {
-        self.0.draw_path(path, style)
+        if style.stroke_width() <= 1 {
+            return self.0.draw_path(path, style);
+        }
+        // The bitmap backend joins wide segments with unlimited miters: a noisy trace grows
+        // spikes far beyond its data. Segment by segment there are no joins to overshoot.
+        let points: Vec<BackendCoord> = path.into_iter().collect();
+        if points.len() < 3 {
+            return self.0.draw_path(points, style);
+        }
+        for w in points.windows(2) {
+            self.0.draw_path([w[0], w[1]], style)?;
+        }
+        Ok(())
     }
 
     fn draw_circle<S: BackendStyle>(
