@@ -15,6 +15,7 @@ pub mod export;
 pub mod guest;
 pub mod load;
 pub mod net;
+pub mod plot;
 pub mod record;
 pub mod sysid;
 pub mod trace;

@@ -16,6 +16,7 @@ mod import;
 mod load;
 mod netns;
 mod network;
+mod plot;
 mod probe;
 mod sar;
 mod serve;

@@ -14,6 +14,7 @@ mod import;
 pub mod legacy;
 mod load;
 mod model;
+mod plot;
 mod probe;
 mod record;
 mod serve;
@@ -73,6 +74,10 @@ enum Command {
     /// Search ARX orders: every (na, nb, nk) of a grid on the same samples, ranked by AIC,
     /// MDL, FPE or validation loss; the full grid as CSV and the best model as JSON.
     Order(model::OrderArgs),
+    /// Draw what the other commands wrote, as SVG or PNG (by the output's extension):
+    /// trace columns over time, a cross-correlation, impulse and step responses, a
+    /// validation, an order search (docs/plot.md). Redraws from the files alone.
+    Plot(plot::PlotArgs),
     /// Put traces from several machines on one corrected time grid: one wide CSV whose
     /// columns carry their source's name (host.cpu_user_pct, vm1.cpu_user_pct).
     Align(align::AlignArgs),
@@ -135,6 +140,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
         Command::Reconstruct(a) => model::reconstruct(a),
         Command::Validate(a) => model::validate(a),
         Command::Order(a) => model::order(a),
+        Command::Plot(a) => plot::run(a),
         Command::Align(a) => align::run(a, command),
         Command::Charge(a) => charge::run(a),
         Command::Probe(c) => probe::run(c),

@@ -1329,6 +1329,8 @@ pub fn svg(t: &Topology) -> anyhow::Result<String> {
 
     const W: u32 = 720;
     const H: u32 = 760;
+    // Text is measured with the compiled-in font, which must be registered first.
+    crate::plot::register_fonts();
     let best = t.candidates.iter().find(|c| c.pattern.name() == t.pattern);
     // Node order: the best mapping's, then the rest of the matrix's order.
     let mut order: Vec<&str> = Vec::new();

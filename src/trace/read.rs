@@ -209,6 +209,16 @@ pub struct Table {
 /// Reads `names` from `input` (a path, or `-` for stdin) once, for [`Table::series`]. Fails
 /// only for what no analysis of the trace could get past (the file, its header).
 pub fn read_table(input: &str, names: &[String], opts: &ReadOptions) -> anyhow::Result<Table> {
+    read_table_with(input, |_| Ok(names.to_vec()), opts)
+}
+
+/// [`read_table`] with the columns chosen from the header by `choose` (which may refuse it):
+/// one pass even when the choice depends on what the file holds, as for standard input.
+pub fn read_table_with(
+    input: &str,
+    choose: impl FnOnce(&[String]) -> anyhow::Result<Vec<String>>,
+    opts: &ReadOptions,
+) -> anyhow::Result<Table> {
     let (reader, label) = open(input)?;
     let mut csv = csv::ReaderBuilder::new()
         .has_headers(true)
@@ -218,6 +228,8 @@ pub fn read_table(input: &str, names: &[String], opts: &ReadOptions) -> anyhow::
         .headers()
         .with_context(|| format!("{label}: cannot read the header"))?
         .clone();
+    let header_names: Vec<String> = header.iter().map(|h| h.trim().to_string()).collect();
+    let names = &choose(&header_names)?[..];
     let find = |name: &str| header.iter().position(|h| h.trim() == name);
     let idx: Vec<Option<usize>> = names.iter().map(|n| find(n)).collect();
     let time_idx = find(&opts.time_column);
@@ -237,7 +249,7 @@ pub fn read_table(input: &str, names: &[String], opts: &ReadOptions) -> anyhow::
             has_time: time_idx.is_some(),
         },
         names: names.to_vec(),
-        header: header.iter().map(str::to_string).collect(),
+        header: header_names.clone(),
         absent: idx.iter().map(Option::is_none).collect(),
         time_column_error,
         cell_errors: vec![None; names.len()],
@@ -256,7 +268,22 @@ pub fn read_table(input: &str, names: &[String], opts: &ReadOptions) -> anyhow::
         let more = match csv.read_byte_record(&mut record) {
             Ok(more) => more,
             Err(e) => {
-                table.stop = Some((row, format!("{label}: {e}")));
+                // The place first, as for a bad cell: a ragged record is the usual cause.
+                let msg = match (e.kind(), e.position()) {
+                    (
+                        csv::ErrorKind::UnequalLengths {
+                            expected_len, len, ..
+                        },
+                        Some(p),
+                    ) => format!(
+                        "{label}:{}: the record has {len} fields, but the header has \
+                         {expected_len}",
+                        p.line()
+                    ),
+                    (_, Some(p)) => format!("{label}:{}: {e}", p.line()),
+                    _ => format!("{label}: {e}"),
+                };
+                table.stop = Some((row, msg));
                 break;
             }
         };
@@ -355,6 +382,36 @@ impl Table {
     /// Rows read within the range (before any analysis drops some).
     pub fn rows(&self) -> usize {
         self.raw.time.len()
+    }
+
+    /// The header's column names, trimmed.
+    pub fn header(&self) -> &[String] {
+        &self.header
+    }
+
+    /// Whether the trace has its time column (otherwise times are row indices).
+    pub fn has_time(&self) -> bool {
+        self.raw.has_time
+    }
+
+    /// Whether column `name` was read, is in the header, and holds only numbers and empty
+    /// cells.
+    pub fn is_numeric(&self, name: &str) -> bool {
+        self.names
+            .iter()
+            .position(|n| n == name)
+            .is_some_and(|k| !self.absent[k] && self.cell_errors[k].is_none())
+    }
+
+    /// Each row's time (its index without a time column) and the cells of `names` as read,
+    /// NaN where empty: no gap policy, grid or detrending, so that a picture shows a gap as a
+    /// gap. Errors as [`Table::series`] would give them for these columns.
+    pub fn raw_columns(&self, names: &[String]) -> anyhow::Result<(&[f64], Vec<&[f64]>)> {
+        let at = self.locate(names)?;
+        Ok((
+            &self.raw.time,
+            at.iter().map(|&k| self.raw.values[k].as_slice()).collect(),
+        ))
     }
 
     /// Positions in the table of `names`, or the error a lone read of them would give.
