@@ -130,3 +130,129 @@ fn ctrl_c_mid_scenario_stops_everything_and_keeps_the_rows() {
     assert_eq!(info["scenarios"], serde_json::json!([]));
     assert!(!out.join("both-load/scenario.json").exists());
 }
+
+/// The fit % that the reconstruction of the guest's CPU from the host's view of its vCPU
+/// threads must reach on the held-out rows. Measured on this 2-core machine under TCG at
+/// 4 Hz, three runs of this test (debug binaries): 85.8–91.7 % with load in the guest alone,
+/// 80.7–85.0 % with load on the host too; 90.1 % and 90.6 % with release binaries. The
+/// vCPU threads' CPU and the guest's busy time agree to r = 0.995 with the guest alone.
+/// With the host loaded, the vCPU thread waits for a CPU while the guest, whose clock runs
+/// on, counts the wait as busy time: a loss that depends on the host's load, and the reason
+/// for the margin below the lowest figure measured.
+const RECONSTRUCTION_FIT_PCT: f64 = 70.0;
+
+#[test]
+fn a_short_experiment_records_aligns_fits_and_reports() {
+    if !can_boot() {
+        return;
+    }
+    let _quiet = heavy();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("run");
+    let started = Instant::now();
+    let o = vmmon()
+        .env("VMMON_CACHE", cache_dir())
+        .args([
+            "experiment",
+            "--scenarios",
+            "guest-load,both-load",
+            "--duration",
+            "25s",
+            "--rate",
+            "4",
+            "--accel",
+            "tcg",
+            "-o",
+        ])
+        .arg(&out)
+        .output()
+        .expect("vmmon experiment");
+    let err = String::from_utf8_lossy(&o.stderr);
+    eprintln!("{err}");
+    assert!(o.status.success(), "{:?}\n{err}", o.status);
+    eprintln!("experiment took {:.0?}", started.elapsed());
+
+    let report = std::fs::read_to_string(out.join("report.md")).expect("report.md");
+    for s in ["## guest-load", "## both-load", "### vm1", "```sh"] {
+        assert!(report.contains(s), "report.md lacks {s:?}:\n{report}");
+    }
+    let summary: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("summary.json")).expect("summary.json"),
+    )
+    .expect("summary.json is JSON");
+    assert_eq!(summary["ok"], true, "{summary:#}");
+    let table = summary["rows"].as_array().expect("rows");
+    assert_eq!(table.len(), 2, "{summary:#}");
+    for row in table {
+        let fit = row["reconstruction_fit_pct"].as_f64().expect("a fit %");
+        eprintln!(
+            "{}: orders {} {} {}, reconstruction fit {fit:.1} %",
+            row["scenario"], row["na"], row["nb"], row["nk"]
+        );
+        assert!(fit >= RECONSTRUCTION_FIT_PCT, "{row:#}");
+        assert!(row["fit_simulated_pct"].as_f64().is_some(), "{row:#}");
+    }
+
+    for scenario in ["guest-load", "both-load"] {
+        let sdir = out.join(scenario);
+        // The aligned trace has both sources, and the guest's clock was corrected from
+        // its own probes of the host's clock.
+        let aligned = std::fs::read_to_string(sdir.join("aligned.csv")).expect("aligned.csv");
+        let header = aligned.lines().next().unwrap_or_default();
+        for col in [
+            "host.busy_cpu_pct",
+            "host.vm1.vcpu_cpu_pct",
+            "vm1.busy_cpu_pct",
+        ] {
+            assert!(header.split(',').any(|c| c == col), "{col} not in {header}");
+        }
+        assert!(aligned.lines().count() > 80, "{scenario}: too few rows");
+        let meta: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(sdir.join("aligned.csv.meta.json")).expect("sidecar"),
+        )
+        .expect("sidecar JSON");
+        let vm1 = &meta["sources"][1];
+        assert_eq!(vm1["name"], "vm1");
+        assert_eq!(vm1["correction"]["method"], "clock columns", "{meta:#}");
+        // The offset's error bound (RTT/2 through qemu's user-mode network) is small
+        // against a sampling period of 250 ms.
+        let (_, lines) = rows(&sdir.join("vm1.csv"));
+        let bounds = column(&lines, "clock_bound_s");
+        assert!(!bounds.is_empty(), "no clock probes in vm1.csv");
+        assert!(bounds.iter().all(|b| *b < 0.005), "clock bounds {bounds:?}");
+        // Every figure was drawn, with its labels as text.
+        for fig in [
+            "trace.svg",
+            "vm1.xcorr.svg",
+            "vm1.impulse.svg",
+            "vm1.order.svg",
+            "vm1.validate.svg",
+            "vm1.reconstruct.svg",
+        ] {
+            let svg = std::fs::read_to_string(sdir.join(fig))
+                .unwrap_or_else(|e| panic!("{scenario}/{fig}: {e}"));
+            assert!(svg.contains("<text"), "{scenario}/{fig} has no text");
+            assert!(
+                report.contains(&format!("{scenario}/{fig}")),
+                "{fig} not in report"
+            );
+        }
+    }
+    // Nothing of the run is left behind.
+    assert!(processes_mentioning(&out.to_string_lossy()).is_empty());
+}
+
+/// The non-empty values of `name` in CSV `lines` (header first).
+fn column(lines: &[String], name: &str) -> Vec<f64> {
+    let Some(i) = lines
+        .first()
+        .and_then(|h| h.split(',').position(|c| c == name))
+    else {
+        return Vec::new();
+    };
+    lines[1..]
+        .iter()
+        .filter_map(|l| l.split(',').nth(i))
+        .filter_map(|v| v.parse().ok())
+        .collect()
+}

@@ -43,6 +43,9 @@ const PORT_NAME: &str = "vmmon.rec";
 /// with few bits set (1, 2, 3) begins with a long run of zeros: these have about half their
 /// ten low bits set, so every load is busy about half the time from its first bits on.
 const SEEDS: [u64; 3] = [0b10_1011_0101, 0b01_1101_0011, 0b11_0011_1010];
+/// Rows a scenario needs for `vmmon validate` to judge a small model on its held-out third
+/// (the residual tests take 25 lags past the model's first row).
+const MIN_VALIDATED_ROWS: f64 = 90.0;
 /// Seconds every recorder runs after the load ends, so that the last interval is whole.
 const TAIL_S: u64 = 2;
 
@@ -150,13 +153,13 @@ pub struct Options {
 }
 
 impl Options {
-    /// Defaults for a run into `out`: every scenario, 60 s each at 1 Hz, PRBS load between
+    /// Defaults for a run into `out`: every scenario, 120 s each at 1 Hz, PRBS load between
     /// 0 and 1 CPU with 2 s bits, accelerator chosen by probing, this process's binary.
     pub fn new(out: &Path) -> anyhow::Result<Options> {
         Ok(Options {
             out: out.to_path_buf(),
             scenarios: super::scenario::matrix(),
-            duration: Duration::from_secs(60),
+            duration: Duration::from_secs(120),
             rate: 1.0,
             warmup: Duration::from_secs(3),
             load: Load::Prbs {
@@ -170,6 +173,19 @@ impl Options {
             cache: guest::default_cache_dir()?,
             memory_mib: None,
             echo: false,
+        })
+    }
+
+    /// A warning when the scenarios are too short for a held-out validation.
+    fn short_note(&self) -> Option<String> {
+        let rows = self.duration.as_secs_f64() * self.rate;
+        (rows < MIN_VALIDATED_ROWS).then(|| {
+            format!(
+                "note: {rows:.0} rows per scenario: the held-out third is too short for \
+                 validate's residual tests (about {MIN_VALIDATED_ROWS} rows are needed), so \
+                 the report will have no held-out fit; give a longer --duration or a higher \
+                 --rate"
+            )
         })
     }
 
@@ -211,6 +227,9 @@ pub fn record(
     status: &mut dyn FnMut(&str),
 ) -> anyhow::Result<Recorded> {
     opts.check()?;
+    if let Some(note) = opts.short_note() {
+        status(&note);
+    }
     let mut failures = Vec::new();
     prepare_out(&opts.out)?;
     let work = WorkDir::new()?;
