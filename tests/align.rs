@@ -476,6 +476,36 @@ fn offset_option_moves_a_source_by_seconds() {
     );
 }
 
+/// Regression (found by the experiment's analysis): a corrected time a rounding error short
+/// of the host's last grid time (t + 123.4 − 123.4 < t) dropped the last grid row.
+#[test]
+fn a_rounding_shortfall_of_a_corrected_time_keeps_the_last_row() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rows = |shift: f64| -> Vec<_> {
+        (0..150)
+            .map(|i| (i as f64 + shift, vec![Some(i as f64)]))
+            .collect()
+    };
+    let h = format!(
+        "host={}",
+        write_file(&dir, "h.csv", &trace(&["gauge"], &rows(0.0)))
+    );
+    let v = format!(
+        "vm1={}",
+        write_file(&dir, "v.csv", &trace(&["gauge"], &rows(123.4)))
+    );
+    // Times are read relative to a whole second near the first; in floating point the
+    // corrected last time is then below the host's.
+    assert!(
+        (149.0 + 123.4) - 123.4 < 149.0_f64,
+        "the case needs a shortfall"
+    );
+    let (out, _) = align_ok(&[&h, &v, "--offset", "vm1=-123.4"]);
+    assert_eq!(out.time.len(), 150, "grid rows");
+    let g = out.col("vm1.gauge");
+    assert!((g[149] - 149.0).abs() < 1e-6, "last value {}", g[149]);
+}
+
 #[test]
 fn kinds_come_from_the_sidecar_and_kind_overrides_them() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -290,8 +290,9 @@ pub fn describe(m: &Model) -> String {
     );
     let _ = writeln!(
         s,
-        "fit: one-step prediction {:.2} %, free-run simulation {:.2} % (the honest figure)",
-        m.fit_prediction_pct, m.fit_simulation_pct
+        "fit: one-step prediction {}, free-run simulation {} (the honest figure)",
+        pct(m.fit_prediction_pct),
+        pct(m.fit_simulation_pct)
     );
     let mags: Vec<String> = m
         .pole_magnitudes
@@ -316,13 +317,22 @@ pub fn describe(m: &Model) -> String {
     s
 }
 
+/// A fit % for people; NaN (a constant output over the rows judged) says so.
+fn pct(x: f64) -> String {
+    if x.is_nan() {
+        "undefined (the output is constant over the rows judged)".into()
+    } else {
+        format!("{x:.2} %")
+    }
+}
+
 /// The readable summary of a validation.
 pub fn describe_validation(v: &arx::Validation, inputs: &[String]) -> String {
     let mut s = format!(
-        "  fit: free-run simulation {:.2} %, {}-step prediction {:.2} % ({} samples from {})\n",
-        v.fit_simulation_pct,
+        "  fit: free-run simulation {}, {}-step prediction {} ({} samples from {})\n",
+        pct(v.fit_simulation_pct),
         v.horizon,
-        v.fit_prediction_pct,
+        pct(v.fit_prediction_pct),
         v.n - v.t0,
         v.t0
     );

@@ -238,9 +238,19 @@ pub enum ArxError {
     Singular(String),
 }
 
-/// Fit % = 100 (1 − ‖y − ŷ‖ / ‖y − mean(y)‖) over the samples where ŷ is defined (not NaN).
+/// Fit % = 100 (1 − ‖y − ŷ‖ / ‖y − mean(y)‖) over the samples where ŷ is defined (not NaN);
+/// NaN when y is constant there.
 pub fn fit_percent(y: &[f64], yhat: &[f64]) -> f64 {
     let pairs = || y.iter().zip(yhat).filter(|(_, h)| !h.is_nan());
+    // Over a constant stretch of y the fit is 0/0: undefined, not a huge negative number
+    // made of the mean's rounding error.
+    let mut judged = pairs().map(|(a, _)| *a);
+    let Some(first) = judged.next() else {
+        return f64::NAN;
+    };
+    if judged.all(|a| a == first) {
+        return f64::NAN;
+    }
     let (sum, count) = pairs().fold((0.0, 0usize), |(s, c), (a, _)| (s + a, c + 1));
     let m = sum / count.max(1) as f64;
     let (err, var) = pairs().fold((0.0, 0.0), |(e, v), (a, b)| {
@@ -612,6 +622,21 @@ fn regressor_name(orders: &Orders, names: (&str, &[String]), column: usize) -> S
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn fit_percent_closed_forms_and_a_constant_output() {
+        // ŷ = mean gives 0 %, ŷ = y gives 100 %, ŷ = 2y − mean gives 0 % again (the error's
+        // norm equals the deviation's); rows where ŷ is NaN are not judged.
+        let y = [1.0, 3.0, 5.0, 7.0];
+        assert_eq!(fit_percent(&y, &[4.0; 4]), 0.0);
+        assert_eq!(fit_percent(&y, &y), 100.0);
+        assert_eq!(fit_percent(&y, &[-2.0, 2.0, 6.0, 10.0]), 0.0);
+        assert_eq!(fit_percent(&[9.0, 1.0, 3.0], &[f64::NAN, 1.0, 3.0]), 100.0);
+        // Constant where judged (the 9 is not): undefined, not −4e16 from rounding.
+        let y = [9.0, 0.1, 0.1, 0.1];
+        assert!(fit_percent(&y, &[f64::NAN, 0.2, 0.1, 0.1]).is_nan());
+        assert!(fit_percent(&[], &[]).is_nan());
+    }
 
     #[test]
     fn window_start_and_parameters() {
