@@ -160,6 +160,16 @@ impl Track {
                 // times carry rounding (t + 123.4 − 123.4 ≠ t), and times are written to
                 // the microsecond, so a shortfall under 1 µs is not a missing row.
                 if hi - self.cur_t < 1e-6 {
+                    // The row stands for the interval up to hi: its value covers the sliver
+                    // too, so a constant stays exactly constant.
+                    let sliver = hi - self.cur_t;
+                    for &j in &self.averaged {
+                        let v = self.cur[j];
+                        if !v.is_nan() {
+                            self.acc[j] += v * sliver;
+                        }
+                    }
+                    self.cur_t = hi;
                     break;
                 }
                 return Ok(false);
