@@ -910,3 +910,80 @@ proptest::proptest! {
         proptest::prop_assert!(rel.abs() < 3.89 * (2.0 / dof).sqrt(), "λ = {}", m.lambda);
     }
 }
+
+/// `order --model --stable` passes over unstable candidates: on a growing system the true
+/// ARX(1,1,1), with its pole at 1.02, ranks first, and --stable writes the best na = 0 model
+/// instead (A = 1 has no poles); with only unstable candidates it refuses.
+#[test]
+fn order_stable_passes_over_unstable_candidates() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let n = 150;
+    let u = gaussian(71, n);
+    let e = gaussian(72, n);
+    let y = simulate(
+        &[-1.02],
+        &[vec![1.0]],
+        &[1],
+        &[u.clone()],
+        &e.iter().map(|x| 0.01 * x).collect::<Vec<_>>(),
+    );
+    let data = write_trace(&dir, "grow.csv", &[("u", &u), ("y", &y)]);
+    let order = |poles: &str, stable: bool| {
+        let model = dir.path().join(format!("m{poles}{stable}.json"));
+        let mut cmd = vmmon();
+        cmd.args([
+            "order", &data, "-u", "u", "-y", "y", "--poles", poles, "--zeros", "1..2",
+        ])
+        .args([
+            "--delay",
+            "1",
+            "--criterion",
+            "mdl",
+            "-o",
+            "/dev/null",
+            "--model",
+        ])
+        .arg(&model);
+        if stable {
+            cmd.arg("--stable");
+        }
+        let out = cmd.output().expect("order");
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        let m: Option<serde_json::Value> = std::fs::read_to_string(&model)
+            .ok()
+            .map(|t| serde_json::from_str(&t).expect("model JSON"));
+        (out.status.code(), err, m)
+    };
+    let (code, err, m) = order("0..1", false);
+    assert_eq!(code, Some(0), "{err}");
+    let m = m.expect("model");
+    assert_eq!(m["orders"]["na"], 1, "{m}");
+    assert_eq!(m["stable"], false, "{m}");
+
+    let (code, err, m) = order("0..1", true);
+    assert_eq!(code, Some(0), "{err}");
+    let m = m.expect("model");
+    assert_eq!(m["orders"]["na"], 0, "{m}");
+    assert_eq!(m["stable"], true, "{m}");
+    assert!(
+        err.contains("is unstable") && err.contains("passed over"),
+        "{err}"
+    );
+
+    let (code, err, m) = order("1", true);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("no candidate of the grid has a stable A(q)"),
+        "{err}"
+    );
+    assert!(m.is_none());
+    // --stable means nothing without --model: a usage error.
+    let out = vmmon()
+        .args([
+            "order", &data, "-u", "u", "-y", "y", "--poles", "1", "--zeros", "1",
+        ])
+        .args(["--delay", "1", "--stable"])
+        .output()
+        .expect("order");
+    assert_eq!(out.status.code(), Some(2));
+}

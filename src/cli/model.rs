@@ -495,6 +495,13 @@ pub struct OrderArgs {
     #[arg(long, value_name = "FILE")]
     model: Option<PathBuf>,
 
+    /// With --model: write the best candidate whose fitted A(q) is stable (every pole
+    /// inside the unit circle), passing over better-ranked unstable ones. A model that is
+    /// to be simulated (`vmmon reconstruct`) needs it: an unstable one's free run diverges
+    /// even when its one-step fit is good.
+    #[arg(long, requires = "model")]
+    stable: bool,
+
     /// How many of the best candidates to list on stderr.
     #[arg(long, default_value_t = 10, value_name = "N")]
     top: usize,
@@ -590,17 +597,40 @@ pub fn order(a: OrderArgs) -> anyhow::Result<i32> {
         }
         None => std::io::stdout().lock().write_all(csv.as_bytes())?,
     }
-    if let (Some(path), Some(best)) = (&a.model, search.candidates.first()) {
-        let mut model = arx::fit(
-            ey,
-            &eu,
-            &best.orders(k),
-            (&a.cols.output, &a.cols.input),
-            series.step,
-        )?;
+    if let Some(path) = &a.model {
+        let mut chosen = None;
+        for (rank, c) in search.candidates.iter().enumerate() {
+            let model = arx::fit(
+                ey,
+                &eu,
+                &c.orders(k),
+                (&a.cols.output, &a.cols.input),
+                series.step,
+            )?;
+            if !a.stable || model.stable {
+                chosen = Some((rank, model));
+                break;
+            }
+            let largest = model.pole_magnitudes.iter().copied().fold(0.0, f64::max);
+            eprintln!(
+                "vmmon: note: rank {} (na {}, nb {}, nk {}) is unstable (largest pole \
+                 magnitude {largest:.4}); passed over (--stable)",
+                rank + 1,
+                c.na,
+                c.nb,
+                c.nk
+            );
+        }
+        let Some((rank, mut model)) = chosen else {
+            anyhow::bail!(
+                "no candidate of the grid has a stable A(q); widen the grid or drop --stable"
+            );
+        };
         model.rates = a.trace.rates;
         eprint!(
-            "best model, re-solved by QR on its own window:\n{}",
+            "best {}model (rank {}), re-solved by QR on its own window:\n{}",
+            if a.stable { "stable " } else { "" },
+            rank + 1,
             describe(&model)
         );
         std::fs::write(path, serde_json::to_string_pretty(&model)? + "\n")
