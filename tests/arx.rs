@@ -924,7 +924,7 @@ fn order_stable_passes_over_unstable_candidates() {
         &[-1.02],
         &[vec![1.0]],
         &[1],
-        &[u.clone()],
+        std::slice::from_ref(&u),
         &e.iter().map(|x| 0.01 * x).collect::<Vec<_>>(),
     );
     let data = write_trace(&dir, "grow.csv", &[("u", &u), ("y", &y)]);

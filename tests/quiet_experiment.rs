@@ -132,13 +132,15 @@ fn ctrl_c_mid_scenario_stops_everything_and_keeps_the_rows() {
 }
 
 /// The fit % that the reconstruction of the guest's CPU from the host's view of its vCPU
-/// threads must reach on the held-out rows. Measured on this 2-core machine under TCG at
-/// 4 Hz, three runs of this test (debug binaries): 85.8–91.7 % with load in the guest alone,
-/// 80.7–85.0 % with load on the host too; 90.1 % and 90.6 % with release binaries. The
-/// vCPU threads' CPU and the guest's busy time agree to r = 0.995 with the guest alone.
-/// With the host loaded, the vCPU thread waits for a CPU while the guest, whose clock runs
-/// on, counts the wait as busy time: a loss that depends on the host's load, and the reason
-/// for the margin below the lowest figure measured.
+/// threads must reach on the held-out rows, with ARX(1,2,0). Measured on this 2-core machine
+/// under TCG at 4 Hz, with the debug binaries this test runs, three runs: 78.2–93.0 % with
+/// load in the guest alone, 81.7–91.7 % with load on the host too. With orders chosen
+/// by MDL on these 67 estimation rows it ranged from 69.6 to 91.7 %, once with an unstable
+/// model, which is why the test gives the orders. The vCPU threads' CPU and the guest's busy
+/// time agree to r = 0.98–0.995 with the guest alone. With the host loaded, the vCPU thread
+/// waits for a CPU while the guest, whose clock runs on, counts the wait as busy time: a
+/// loss that depends on how the host schedules the two loads, and the reason for the margin
+/// below the lowest figure measured.
 const RECONSTRUCTION_FIT_PCT: f64 = 70.0;
 
 #[test]
@@ -162,6 +164,15 @@ fn a_short_experiment_records_aligns_fits_and_reports() {
             "4",
             "--accel",
             "tcg",
+            // Given orders: on 67 estimation rows MDL's choice swings from run to run
+            // (ARX(0,1,0) to (3,2,0), once unstable), and the larger ones overfit the
+            // window's mean error; the order search has its own tests.
+            "--poles",
+            "1",
+            "--zeros",
+            "2",
+            "--delay",
+            "0",
             "-o",
         ])
         .arg(&out)
@@ -225,7 +236,6 @@ fn a_short_experiment_records_aligns_fits_and_reports() {
             "trace.svg",
             "vm1.xcorr.svg",
             "vm1.impulse.svg",
-            "vm1.order.svg",
             "vm1.validate.svg",
             "vm1.reconstruct.svg",
         ] {
