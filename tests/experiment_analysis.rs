@@ -303,20 +303,27 @@ fn synthetic_run_is_analysed_and_reported() {
     }
     assert!(md.contains("## host-idle: host-idle (synthetic)"));
     assert!(md.contains("- clock of vm1: clock columns (239 probes, offset -123.400000 s"));
-    // Figures: `vmmon plot` may not exist in this build; then each is a warning, not an error.
+    // Every figure is drawn, linked from the report, and a real SVG with its title.
     for f in &two.figures {
-        match &f.step.outcome {
-            Outcome::Done => assert!(md.contains(&format!("](two-guests/{})", f.file))),
-            Outcome::Failed(e) => {
-                assert!(
-                    md.contains(&format!("*Figure {} not drawn: ", f.file)),
-                    "{e}"
-                )
-            }
-            Outcome::Skipped(_) => panic!("figures are not skipped"),
-        }
+        assert_eq!(f.step.outcome, Outcome::Done, "{}: {:?}", f.file, f.step);
+        assert!(
+            md.contains(&format!("](two-guests/{})", f.file)),
+            "{}",
+            f.file
+        );
+        let svg = read(&run.join("two-guests").join(&f.file));
+        assert!(
+            svg.starts_with("<svg") && svg.contains("<text"),
+            "{}",
+            f.file
+        );
     }
     assert_eq!(two.figures.len(), 1 + 2 * 5);
+    assert!(
+        two.figures.iter().any(|f| f.file.ends_with("order.svg")),
+        "the order search is drawn: {:?}",
+        two.figures.iter().map(|f| &f.file).collect::<Vec<_>>()
+    );
 
     // summary.csv and summary.json carry the same rows.
     let csv = read(&run.join("summary.csv"));
@@ -502,4 +509,46 @@ fn missing_experiment_json_is_an_error() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let e = analysis::analyze_run(tmp.path(), &options(None)).expect_err("no experiment.json");
     assert!(format!("{e:#}").contains("experiment.json"), "{e:#}");
+}
+
+/// A signal during the analysis (the flag its handler sets) stops it between steps: the
+/// interrupted scenario is left out rather than reported with failures that were only the
+/// signal, and the report is still written.
+#[test]
+fn a_signal_stops_the_analysis() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let run = tmp.path();
+    scenario(run, "two-guests", &[VM1, VM2], 240, 1.0);
+    experiment(run, &["two-guests"], 1.0, 240.0);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(2));
+    let opts = Options {
+        stop: Some(stop),
+        ..options(None)
+    };
+    let e = analysis::analyze_run(run, &opts).expect_err("stopped");
+    assert_eq!(
+        e.downcast_ref::<vmmon::experiment::Stopped>().map(|s| s.0),
+        Some(2),
+        "{e:#}"
+    );
+    let md = read(&run.join("report.md"));
+    assert!(!md.contains("## two-guests"), "{md}");
+    assert!(!run.join("two-guests").join("aligned.csv").exists());
+}
+
+/// Choosing the model on the held-out rows would leave nothing held out: a usage error.
+#[test]
+fn the_held_out_criterion_is_refused() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = std::process::Command::new(vmmon_bin())
+        .args(["experiment", "--criterion", "val", "--analyze"])
+        .arg(tmp.path())
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--criterion val") && err.contains("held-out"),
+        "{err}"
+    );
 }

@@ -201,3 +201,69 @@ fn net_load_sends_its_bytes() {
         assert!(err.contains(want), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn play_start_rotates_the_trace() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let trace = dir.path().join("t.csv");
+    std::fs::write(&trace, "time,load\n0,0\n0.1,0.5\n0.2,1\n0.3,0.25\n").expect("write");
+    let log = dir.path().join("log.csv");
+    let out = vmmon()
+        .args(["load", "play", "--no-invert", "--start", "200ms", "--log"])
+        .arg(&log)
+        .arg(&trace)
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&log).expect("log");
+    let targets: Vec<&str> = text
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(1).expect("target_load"))
+        .collect();
+    // Samples 2 and 3 first, then the two skipped.
+    assert_eq!(targets, ["1", "0.25", "0", "0.5"], "{text}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("from sample 2"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The experiment's load arguments, run by the real `vmmon load`: a PRBS faster than the
+/// default slice, and a trace copied to a name without an extension (as in a guest), each
+/// machine from its own start.
+#[test]
+fn the_experiments_load_arguments_run() {
+    use vmmon::experiment::run::Load;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let csv = dir.path().join("t.csv");
+    let mut text = String::from("time,load\n");
+    for i in 0..30 {
+        text.push_str(&format!("{},{}\n", i, (i % 3) as f64 * 0.1));
+    }
+    std::fs::write(&csv, text).expect("write");
+    let copy = dir.path().join("load.trace");
+    std::fs::copy(&csv, &copy).expect("copy");
+    let play = Load::Play { trace: csv.clone() };
+    let starts = play.starts().expect("starts");
+    assert_eq!(starts, [0, 10, 20]);
+    let fast = Load::Prbs {
+        low: 0.0,
+        high: 0.2,
+        bit: Duration::from_millis(40),
+    };
+    for (load, start) in [(&fast, 0), (&play, starts[2])] {
+        let args = load.args(1, "693", &start.to_string(), &copy.to_string_lossy());
+        let out = vmmon().arg("load").args(&args).output().expect("run");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "vmmon load {args:?}: {err}");
+        if start > 0 {
+            assert!(err.contains("from sample 20"), "{err}");
+        }
+    }
+}

@@ -2,7 +2,7 @@
 //! report (docs/experiment.md).
 
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
@@ -103,7 +103,9 @@ pub struct ExperimentArgs {
     #[arg(long, value_name = "NK", requires_all = ["poles", "zeros"])]
     delay: Option<usize>,
 
-    /// How `vmmon order` ranks the candidate orders (MDL: the held-out rows stay held out).
+    /// How `vmmon order` ranks the candidate orders: aic, mdl or fpe, all on the estimation
+    /// rows (`val`, the loss on the held-out rows, is refused: those rows must stay unseen
+    /// for the validation).
     #[arg(long, value_enum, default_value_t = Criterion::Mdl)]
     criterion: Criterion,
 
@@ -119,6 +121,16 @@ pub struct ExperimentArgs {
 
 /// Runs `vmmon experiment`: records the run (unless --analyze), then analyses it.
 pub fn run(a: ExperimentArgs) -> anyhow::Result<i32> {
+    if a.criterion == Criterion::Val {
+        return Err(UsageError(
+            "--criterion val: the experiment validates every model on the held-out third, so \
+             it cannot choose the model there too; give aic, mdl or fpe"
+                .into(),
+        )
+        .into());
+    }
+    // Installed before anything runs, so a signal during the analysis stops it too.
+    let stop = super::stop_flag()?;
     let analysis_opts = analysis::Options {
         orders: match (a.poles, a.zeros, a.delay) {
             (Some(na), Some(nb), Some(nk)) => Some(Orders { na, nb, nk }),
@@ -126,17 +138,30 @@ pub fn run(a: ExperimentArgs) -> anyhow::Result<i32> {
         },
         criterion: a.criterion,
         plots: !a.no_plots,
+        stop: Some(std::sync::Arc::clone(&stop)),
         ..analysis::Options::default()
     };
     let out = match &a.analyze {
         Some(dir) => dir.clone(),
-        None => match record(&a)? {
+        None => match record(&a, &stop)? {
             Ok(out) => out,
             Err(code) => return Ok(code),
         },
     };
     eprintln!("vmmon: analysing {}", out.display());
-    let report = analysis::analyze_run(&out, &analysis_opts)?;
+    let report = match analysis::analyze_run(&out, &analysis_opts) {
+        Ok(r) => r,
+        Err(e) if e.downcast_ref::<Stopped>().is_some() => {
+            let sig = stop.load(Ordering::Relaxed);
+            eprintln!(
+                "vmmon: stopped during the analysis; report.md covers the scenarios analysed \
+                 before it; `vmmon experiment --analyze {}` does it all again",
+                out.display()
+            );
+            return Ok(128 + sig as i32);
+        }
+        Err(e) => return Err(e),
+    };
     for w in report.warnings() {
         eprintln!("vmmon: warning: {w}");
     }
@@ -153,7 +178,7 @@ pub fn run(a: ExperimentArgs) -> anyhow::Result<i32> {
 }
 
 /// Records the run: the folder, or the exit code when stopped by a signal.
-fn record(a: &ExperimentArgs) -> anyhow::Result<Result<PathBuf, i32>> {
+fn record(a: &ExperimentArgs, stop: &AtomicUsize) -> anyhow::Result<Result<PathBuf, i32>> {
     let scenarios = experiment::scenario::select(&a.scenarios)?;
     let out = a.out.clone().unwrap_or_else(|| {
         PathBuf::from(format!(
@@ -199,18 +224,22 @@ fn record(a: &ExperimentArgs) -> anyhow::Result<Result<PathBuf, i32>> {
     }
     opts.echo = a.echo;
 
-    let stop = super::stop_flag()?;
     let bar = progress(&opts);
     let mut status = |line: &str| match &bar {
         Some(b) => {
-            if line.starts_with("scenario ") {
+            // "scenario 3/10 …" starts one; "scenario NAME failed: …" is not another.
+            if line
+                .strip_prefix("scenario ")
+                .and_then(|r| r.split_once('/'))
+                .is_some_and(|(n, _)| !n.is_empty() && n.bytes().all(|c| c.is_ascii_digit()))
+            {
                 b.inc(1);
             }
             b.set_message(line.to_string());
         }
         None => eprintln!("vmmon: {line}"),
     };
-    let result = experiment::run::record(&opts, &stop, &mut status);
+    let result = experiment::run::record(&opts, stop, &mut status);
     if let Some(b) = &bar {
         b.finish_and_clear();
     }

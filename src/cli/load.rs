@@ -180,6 +180,12 @@ pub struct PlayArgs {
     #[arg(short = 'd', long, value_parser = parse_duration)]
     duration: Option<Duration>,
 
+    /// Begin this far into the trace (`90s`, `10m`); the part skipped is played after the
+    /// end, so the whole trace still plays. Machines playing one trace from different
+    /// starts are loaded alike but not in step.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    start: Option<Duration>,
+
     #[command(flatten)]
     common: Common,
 }
@@ -326,23 +332,34 @@ pub fn run(cmd: LoadCommand) -> anyhow::Result<i32> {
                 Format::Csv => trace::read_csv(&a.trace, a.period)?,
                 Format::Binary => trace::read_binary(&a.trace, a.byte_order, a.period)?,
             };
-            let x = if a.no_invert {
+            let mut x = if a.no_invert {
                 tr.load.clone()
             } else {
                 filter::invert_clamped(&tr.load, filter::smoothing(tr.period, a.tau))
             };
+            // Inverted in the trace's own order, then rotated: the filter's state is right
+            // at every sample, and only the wrap joins two stretches of the trace.
+            let skip = a.start.map_or(0, |d| {
+                (d.as_secs_f64() / tr.period).round() as usize % x.len().max(1)
+            });
+            x.rotate_left(skip);
             let slice = Duration::from_secs_f64(tr.period);
             let mut n = x.len();
             if let Some(d) = a.duration {
                 n = n.min((d.as_secs_f64() / tr.period).round().max(1.0) as usize);
             }
             let what = format!(
-                "{} ({} samples every {} s, tau {} s{})",
+                "{} ({} samples every {} s, tau {} s{}{})",
                 a.trace.display(),
                 tr.load.len(),
                 tr.period,
                 a.tau,
-                if a.no_invert { ", not inverted" } else { "" }
+                if a.no_invert { ", not inverted" } else { "" },
+                if skip > 0 {
+                    format!(", from sample {skip}")
+                } else {
+                    String::new()
+                }
             );
             (Pattern::Values(x), slice, n, a.common, what)
         }

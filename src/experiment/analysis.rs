@@ -65,6 +65,19 @@ pub struct Options {
     pub criterion: Criterion,
     /// Draw the figures with `vmmon plot`.
     pub plots: bool,
+    /// Set non-zero (by a signal handler, to the signal's number) to stop between steps;
+    /// the analysis then ends with [`super::Stopped`].
+    pub stop: Option<std::sync::Arc<std::sync::atomic::AtomicUsize>>,
+}
+
+impl Options {
+    /// The signal that stopped the analysis, if one did.
+    fn stopped(&self) -> Option<usize> {
+        self.stop
+            .as_ref()
+            .map(|s| s.load(std::sync::atomic::Ordering::Relaxed))
+            .filter(|&s| s != 0)
+    }
 }
 
 impl Default for Options {
@@ -74,6 +87,7 @@ impl Default for Options {
             orders: None,
             criterion: Criterion::Mdl,
             plots: true,
+            stop: None,
         }
     }
 }
@@ -345,6 +359,12 @@ pub fn analyze_run(dir: &Path, opts: &Options) -> Result<Report> {
     };
     for name in names {
         let result = analyze_scenario(&dir.join(&name), &report.run, opts);
+        if let Some(sig) = opts.stopped() {
+            // The interrupted scenario's steps were cut short: it is left out, not reported
+            // with failures that were only the signal.
+            super::report::write(dir, &report)?;
+            return Err(super::Stopped(sig).into());
+        }
         report.scenarios.push(result);
         super::report::write(dir, &report)?;
     }
@@ -942,6 +962,13 @@ fn read_validation(path: &Path) -> Result<ValidationFigures> {
 
 /// Runs `vmmon ARGS` in `dir`; a non-zero exit is a failure with vmmon's error message.
 fn run_step(opts: &Options, dir: &Path, name: &str, args: Vec<String>, log: &mut Log) -> Step {
+    if let Some(sig) = opts.stopped() {
+        return Step {
+            name: name.to_string(),
+            args,
+            outcome: Outcome::Skipped(format!("stopped by signal {sig}")),
+        };
+    }
     let outcome = match std::process::Command::new(&opts.vmmon)
         .args(&args)
         .current_dir(dir)

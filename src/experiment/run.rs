@@ -72,30 +72,58 @@ pub enum Load {
 
 impl Load {
     /// The `vmmon load` arguments for `seconds` of this load; `trace` is where the trace is
-    /// on the machine that plays it, `seed` tells the host's load from each guest's.
-    pub fn args(&self, seconds: u64, seed: &str, trace: &str) -> Vec<String> {
+    /// on the machine that plays it, `seed` tells the host's load from each guest's, `start`
+    /// is where in the trace it begins (seconds; [`Load::starts`]).
+    pub fn args(&self, seconds: u64, seed: &str, start: &str, trace: &str) -> Vec<String> {
         let mut a: Vec<String> = match self {
-            Load::Prbs { low, high, bit } => vec![
-                "prbs".into(),
-                "--low".into(),
-                low.to_string(),
-                "--high".into(),
-                high.to_string(),
-                "--bit".into(),
-                format!("{}ms", bit.as_millis()),
-                "--seed".into(),
-                seed.into(),
-            ],
-            // The seed as a phase: each machine plays another stretch of the trace.
-            Load::Play { .. } => vec![
+            Load::Prbs { low, high, bit } => {
+                let mut a = vec![
+                    "prbs".into(),
+                    "--low".into(),
+                    low.to_string(),
+                    "--high".into(),
+                    high.to_string(),
+                    "--bit".into(),
+                    format!("{}ms", bit.as_millis()),
+                    "--seed".into(),
+                    seed.into(),
+                ];
+                // vmmon load refuses a bit shorter than its slice (100 ms by default).
+                if *bit < Duration::from_millis(100) {
+                    a.extend(["--slice".into(), format!("{}ms", bit.as_millis())]);
+                }
+                a
+            }
+            // The copy in a guest has no extension, so the format is named.
+            Load::Play { trace: host_trace } => vec![
                 "play".into(),
                 trace.into(),
-                "--phase".into(),
-                format!("{seed}m"),
+                "--format".into(),
+                if is_csv(host_trace) { "csv" } else { "binary" }.into(),
+                "--start".into(),
+                format!("{start}s"),
+                "--seed".into(),
+                seed.into(),
             ],
         };
         a.extend(["--duration".into(), format!("{seconds}s")]);
         a
+    }
+
+    /// Where in the trace the host, vm1 and vm2 begin, seconds: a third of the trace apart,
+    /// so that the machines are loaded alike but not in step (zeros for a PRBS, whose seeds
+    /// differ). Reads the trace, so a bad one fails before any guest boots.
+    pub fn starts(&self) -> anyhow::Result<[u64; 3]> {
+        let Load::Play { trace } = self else {
+            return Ok([0; 3]);
+        };
+        let t = if is_csv(trace) {
+            crate::load::trace::read_csv(trace, None)?
+        } else {
+            crate::load::trace::read_binary(trace, crate::load::trace::ByteOrder::Little, None)?
+        };
+        let span = t.period * t.load.len() as f64;
+        Ok([0.0, span / 3.0, 2.0 * span / 3.0].map(|s| s.floor() as u64))
     }
 
     /// In words, for the report (`prbs 0..1 CPU, 2 s bits`).
@@ -110,6 +138,13 @@ impl Load {
             ),
         }
     }
+}
+
+/// Whether `vmmon load play` reads `trace` as CSV (by its extension, as it does itself).
+fn is_csv(trace: &Path) -> bool {
+    trace
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
 }
 
 /// Which accelerator the guests run under.
@@ -202,6 +237,14 @@ impl Options {
             ))
             .into());
         }
+        if let Load::Prbs { bit, .. } = &self.load
+            && *bit < Duration::from_millis(10)
+        {
+            return Err(UsageError(format!(
+                "--bit {bit:?}: at least 10ms (vmmon load's shortest slice)"
+            ))
+            .into());
+        }
         if let Load::Play { trace } = &self.load
             && !trace.is_file()
         {
@@ -227,6 +270,7 @@ pub fn record(
     status: &mut dyn FnMut(&str),
 ) -> anyhow::Result<Recorded> {
     opts.check()?;
+    let starts = opts.load.starts()?;
     if let Some(note) = opts.short_note() {
         status(&note);
     }
@@ -261,7 +305,10 @@ pub fn record(
     let mut image = None;
     if needs_guests {
         status("fetching the guest kernel (once; cached)");
-        let kernel = guest::fetch_debian_kernel(&opts.cache)?;
+        // Ctrl-C reaches apt-get too (one process group), which then fails: a stop.
+        let kernel = guest::fetch_debian_kernel(&opts.cache);
+        check_stop(stop)?;
+        let kernel = kernel?;
         status("writing the guest image");
         let initrd = work.path.join("initrd.cpio");
         write_image(opts, &kernel, clock.port, &initrd)?;
@@ -298,7 +345,7 @@ pub fn record(
             sc.title,
             opts.warmup.as_secs_f64() + opts.duration.as_secs_f64() + TAIL_S as f64
         ));
-        match run_scenario(opts, sc, image.as_ref(), &work, stop) {
+        match run_scenario(opts, sc, image.as_ref(), &work, &starts, stop) {
             Ok(()) => {
                 info.scenarios.push(sc.name.clone());
                 write_json(&opts.out.join(files::EXPERIMENT), &info)?;
@@ -419,22 +466,32 @@ impl Drop for ClockServer {
 /// stop. What differs per guest comes from the kernel command line.
 fn guest_script(opts: &Options, clock_port: u16) -> String {
     let seconds = opts.duration.as_secs_f64().ceil() as u64;
-    let load = opts
-        .load
-        .args(seconds, "$seed", "/load.trace")
+    let mut args = opts.load.args(seconds, "$seed", "${start}", "/load.trace");
+    // A guest has one vCPU, and vmmon load's guard (at most twice the CPUs in threads) would
+    // refuse there a load above 2 that the host plays; nothing outside the guest is at risk.
+    args.extend(["--max-threads".into(), "64".into()]);
+    let load = args
         .iter()
-        .map(|a| if a == "$seed" { a.clone() } else { sh_quote(a) })
+        .map(|a| {
+            if a == "$seed" || a.starts_with("${start}") {
+                a.clone()
+            } else {
+                sh_quote(a)
+            }
+        })
         .collect::<Vec<_>>()
         .join(" ");
     format!(
         r#"set -u
 load=0
 seed=1
+start=0
 for w in $(cat /proc/cmdline); do
   case "$w" in
     vmmon.probe=1) echo "vmmon: accelerator probe"; exit 0 ;;
     vmmon.load=*) load=${{w#*=}} ;;
     vmmon.seed=*) seed=${{w#*=}} ;;
+    vmmon.start=*) start=${{w#*=}} ;;
   esac
 done
 dev=
@@ -445,8 +502,9 @@ done
 vmmon record --vms --rate {rate} --clock-ref 10.0.2.2:{clock_port} > "$dev" 2> /tmp/record.err &
 rec=$!
 sleep {warmup}
+load_st=0
 if [ "$load" = 1 ]; then
-  vmmon load {load} 2> /tmp/load.err || {{ echo "vmmon: load failed:"; cat /tmp/load.err; }}
+  vmmon load {load} 2> /tmp/load.err || load_st=$?
 else
   sleep {seconds}
 fi
@@ -455,6 +513,7 @@ kill -TERM $rec
 wait $rec
 st=$?
 cat /tmp/record.err
+[ $load_st = 0 ] || {{ echo "vmmon: the guest's load exited with $load_st:"; cat /tmp/load.err; exit 1; }}
 [ $st = 0 ] || [ $st = 143 ] || {{ echo "vmmon: the guest's recorder exited with $st"; exit 1; }}
 "#,
         port = PORT_NAME,
@@ -656,6 +715,19 @@ impl Process {
         )
     }
 
+    /// An error (with its log) if it has already exited unsuccessfully: a load that fails
+    /// at once should end the scenario at once, not after its whole duration.
+    fn check_alive(&mut self, log: &Path) -> anyhow::Result<()> {
+        match self.child.try_wait()? {
+            Some(s) if !s.success() => bail!(
+                "{} exited with {s}: {}",
+                self.what,
+                std::fs::read_to_string(log).unwrap_or_default().trim()
+            ),
+            _ => Ok(()),
+        }
+    }
+
     /// Waits up to `timeout` for it to exit by itself, then terminates it.
     fn wait(
         &mut self,
@@ -740,6 +812,7 @@ fn run_scenario(
     sc: &Scenario,
     image: Option<&Image>,
     work: &WorkDir,
+    starts: &[u64; 3],
     stop: &AtomicUsize,
 ) -> anyhow::Result<()> {
     let dir = opts.out.join(&sc.name);
@@ -767,6 +840,7 @@ fn run_scenario(
     let mut guests: Vec<Guest> = Vec::new();
     let mut booted: Vec<Instant> = Vec::new();
     let mut streams = Vec::new();
+    let mut boot_error = None;
     for (i, name) in names.iter().enumerate() {
         let image = image.context("a scenario with guests needs the guest image")?;
         let socket = work.path.join(format!("{name}.sock"));
@@ -782,22 +856,36 @@ fn run_scenario(
         if sc.guest_load {
             info.guest_load.insert(name.clone(), opts.load.describe());
         }
-        let append = format!("vmmon.load={load} vmmon.seed={}", SEEDS[i + 1]);
+        let append = format!(
+            "vmmon.load={load} vmmon.seed={} vmmon.start={}",
+            SEEDS[i + 1],
+            starts[i + 1]
+        );
         let config = guest_config(image, name, &socket, append, opts.echo);
         booted.push(Instant::now());
-        guests.push(Guest::boot(&config).with_context(|| format!("cannot boot {name}"))?);
+        match Guest::boot(&config) {
+            Ok(g) => guests.push(g),
+            Err(e) => {
+                boot_error = Some(e.context(format!("cannot boot {name}")));
+                break;
+            }
+        }
     }
-    let result = drive(
-        opts,
-        sc,
-        &dir,
-        &mut guests,
-        &booted,
-        &mut info,
-        warmup,
-        seconds,
-        stop,
-    );
+    let result = match boot_error {
+        Some(e) => Err(e),
+        None => drive(
+            opts,
+            sc,
+            &dir,
+            &mut guests,
+            &booted,
+            &mut info,
+            warmup,
+            seconds,
+            starts,
+            stop,
+        ),
+    };
     // Whatever happened, no guest outlives the scenario, and the readers end.
     for g in &mut guests {
         if result.is_err() {
@@ -847,6 +935,7 @@ fn drive(
     info: &mut ScenarioInfo,
     warmup: Duration,
     seconds: u64,
+    starts: &[u64; 3],
     stop: &AtomicUsize,
 ) -> anyhow::Result<()> {
     // The guests boot side by side; each one's time counts from its own start.
@@ -875,23 +964,41 @@ fn drive(
             Load::Prbs { .. } => String::new(),
         };
         let mut cmd = Command::new(&opts.vmmon);
-        cmd.arg("load")
-            .args(opts.load.args(seconds, &SEEDS[0].to_string(), &trace));
+        cmd.arg("load").args(opts.load.args(
+            seconds,
+            &SEEDS[0].to_string(),
+            &starts[0].to_string(),
+            &trace,
+        ));
         host_load = Some(Process::spawn(
             &mut cmd,
             "the host's load",
             &dir.join("host.load.log"),
         )?);
     }
+    let load_log = dir.join("host.load.log");
     let span = Duration::from_secs(seconds + TAIL_S);
     if guests.is_empty() {
-        sleep(span, stop)?;
+        let end = Instant::now() + span;
+        while Instant::now() < end {
+            if let Some(l) = host_load.as_mut() {
+                l.check_alive(&load_log)?;
+            }
+            sleep(
+                end.saturating_duration_since(Instant::now())
+                    .min(Duration::from_millis(200)),
+                stop,
+            )?;
+        }
     } else {
         // Guests power off when their script ends; allow TCG's slowness on top.
         let deadline = Instant::now() + span + Duration::from_secs(60);
         for g in guests.iter_mut() {
             while !g.has_exited() {
                 check_stop(stop)?;
+                if let Some(l) = host_load.as_mut() {
+                    l.check_alive(&load_log)?;
+                }
                 if Instant::now() >= deadline {
                     g.kill();
                     bail!(
@@ -950,17 +1057,32 @@ mod tests {
             bit: Duration::from_millis(2000),
         };
         assert_eq!(
-            prbs.args(60, "2", "").join(" "),
+            prbs.args(60, "2", "0", "").join(" "),
             "prbs --low 0 --high 1 --bit 2000ms --seed 2 --duration 60s"
+        );
+        let fast = Load::Prbs {
+            low: 0.0,
+            high: 1.0,
+            bit: Duration::from_millis(40),
+        };
+        assert!(
+            fast.args(60, "2", "0", "")
+                .join(" ")
+                .contains("--bit 40ms --seed 2 --slice 40ms"),
+            "a bit under vmmon load's 100 ms slice brings its own slice"
         );
         let play = Load::Play {
             trace: "/x/axp0.csv".into(),
         };
         assert_eq!(
-            play.args(30, "3", "/load.trace").join(" "),
-            "play /load.trace --phase 3m --duration 30s"
+            play.args(30, "3", "40", "/load.trace").join(" "),
+            "play /load.trace --format csv --start 40s --seed 3 --duration 30s"
         );
         assert_eq!(play.describe(), "trace axp0.csv");
+        let binary = Load::Play {
+            trace: "/x/axp0".into(),
+        };
+        assert!(binary.args(30, "3", "0", "/load.trace")[3] == "binary");
     }
 
     #[test]
@@ -969,7 +1091,22 @@ mod tests {
         o.duration = Duration::from_millis(20_500);
         let s = guest_script(&o, 4242);
         assert!(s.contains("--clock-ref 10.0.2.2:4242"), "{s}");
-        assert!(s.contains("--seed $seed --duration 21s"), "{s}");
+        assert!(
+            s.contains("--seed $seed --duration 21s --max-threads 64 2> /tmp/load.err"),
+            "{s}"
+        );
+        assert!(s.contains(r#"vmmon.start=*) start=${w#*=}"#), "{s}");
+        // A load that fails makes the script fail, with the load's own message.
+        assert!(s.contains("|| load_st=$?"), "{s}");
+        assert!(s.contains("[ $load_st = 0 ] || {"), "{s}");
+        o.load = Load::Play {
+            trace: "/x/t.csv".into(),
+        };
+        let s = guest_script(&o, 4242);
+        assert!(
+            s.contains("play /load.trace --format csv --start ${start}s --seed $seed"),
+            "{s}"
+        );
         assert!(s.contains("sleep 21\n"), "{s}");
         assert!(s.contains(r#"vmmon.load=*) load=${w#*=}"#), "{s}");
     }
