@@ -495,6 +495,20 @@ fn errors_name_the_problem() {
     let (code, e) = err(&["plot", &r.path("val.csv"), s(&bad), "-o", &r.path("x.svg")]);
     assert_eq!(code, 1);
     assert!(e.contains("bad.json:2:8: not valid JSON"), "{e}");
+    // An impulse JSON whose arrays disagree in length (a short `sd` made the whiskers read
+    // past its end): named, not a panic.
+    let text = std::fs::read_to_string(r.path("imp.json")).expect("imp.json");
+    let mut v: serde_json::Value = serde_json::from_str(&text).expect("json");
+    let bound = v["responses"][0]["bound"].as_array_mut().expect("bound");
+    bound.truncate(bound.len() / 2);
+    let short = r.dir.path().join("short.json");
+    std::fs::write(&short, v.to_string()).expect("write");
+    let (code, e) = err(&["plot", s(&short), "-o", &r.path("x.svg")]);
+    assert_eq!(code, 1);
+    assert!(
+        e.contains("short.json: response 1: \"bound\" has") && e.contains("but \"g\" has"),
+        "{e}"
+    );
     // A file of unknown form asks for --kind.
     let odd = r.dir.path().join("odd.csv");
     std::fs::write(&odd, "a,b\n1,2\n").expect("write");

@@ -44,6 +44,34 @@ fn processes_mentioning(needle: &str) -> Vec<String> {
     found
 }
 
+/// The children of `parent` (pid, start time in ticks, command line), from /proc.
+fn children_of(parent: u32) -> Vec<(u32, u64, String)> {
+    let mut found = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for e in dir.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if let Some((ppid, start)) = ppid_and_start(pid)
+            && ppid == parent
+        {
+            let c = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            found.push((pid, start, String::from_utf8_lossy(&c).replace('\0', " ")));
+        }
+    }
+    found
+}
+
+/// A process's parent and start time (fields 4 and 22 of /proc/PID/stat).
+fn ppid_and_start(pid: u32) -> Option<(u32, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Some((f.get(1)?.parse().ok()?, f.get(19)?.parse().ok()?))
+}
+
 #[test]
 fn ctrl_c_mid_scenario_stops_everything_and_keeps_the_rows() {
     if !can_boot() {
@@ -86,6 +114,14 @@ fn ctrl_c_mid_scenario_stops_everything_and_keeps_the_rows() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    // Every process the experiment started (qemu, the host's recorder and load), to check
+    // by pid and start time after it has gone: a child outliving it is reparented, and
+    // the host's load names neither the run folder nor the work folder.
+    let children = children_of(pid);
+    assert!(
+        children.iter().any(|c| c.2.contains("load prbs")),
+        "the host's load is among the children: {children:?}"
+    );
     let mut child = run.signal(libc::SIGINT);
     let stopped = Instant::now();
     let status = child.wait().expect("wait");
@@ -105,6 +141,11 @@ fn ctrl_c_mid_scenario_stops_everything_and_keeps_the_rows() {
     );
     assert!(err.contains("stopped"), "{err}");
     // Nothing of the run is left: no qemu, recorder or load, no work folder.
+    let left: Vec<_> = children
+        .iter()
+        .filter(|(p, start, _)| ppid_and_start(*p).is_some_and(|(_, s)| s == *start))
+        .collect();
+    assert!(left.is_empty(), "children left running: {left:?}");
     let work = format!("vmmon-experiment-{pid}-");
     let left = processes_mentioning(&work);
     assert!(left.is_empty(), "left running: {left:?}");

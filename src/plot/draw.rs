@@ -334,9 +334,9 @@ fn panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: &Panel) -> anyhow
     // Two passes at most: the second adds headroom for the legend.
     for first in [true, false] {
         let again = if log {
-            attempt(&area, p, xr, yr, (yr.0..yr.1).log_scale(), first)?
+            attempt(&area, p, xr, yr, (yr.0..yr.1).log_scale(), log, first)?
         } else {
-            attempt(&area, p, xr, yr, yr.0..yr.1, first)?
+            attempt(&area, p, xr, yr, yr.0..yr.1, log, first)?
         };
         match again {
             Some(top) => yr.1 = top,
@@ -347,13 +347,17 @@ fn panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: &Panel) -> anyhow
 }
 
 /// Builds the chart of a panel over `xr` × `y`, and draws it unless the legend needs
-/// headroom: then returns the new top of the y range, for a second attempt.
+/// headroom: then returns the new top of the y range, for a second attempt. `log` says
+/// whether `y` is the log axis (decided once, on the data, by the caller: the padded range
+/// may span a decade where the data did not).
+#[allow(clippy::too_many_arguments)]
 fn attempt<DB: DrawingBackend, Y: AsRangedCoord<Value = f64>>(
     area: &DrawingArea<DB, Shift>,
     p: &Panel,
     xr: (f64, f64),
     yr: (f64, f64),
     y: Y,
+    log: bool,
     may_retry: bool,
 ) -> anyhow::Result<Option<f64>>
 where
@@ -363,7 +367,6 @@ where
     let desc = style(DESC_SIZE);
     let legend = style(LEGEND_SIZE);
     let (_, area_h) = area.dim_in_pixel();
-    let log = yr.1 / yr.0 >= 10.0 && yr.0 > 0.0 && p.y_log;
     let yfmt: Box<dyn Fn(&f64) -> String> = if log {
         Box::new(significant)
     } else {
@@ -565,7 +568,8 @@ fn layers<'a, DB: DrawingBackend + 'a, Y: Ranged<ValueType = f64>>(
             }
             Mark::Whiskers(hi) => {
                 let bar = c.mix(0.45).stroke_width(6);
-                let bars: Vec<PathElement<(f64, f64)>> = (0..l.x.len())
+                // A JSON's arrays may differ in length (sd shorter than g): the common part.
+                let bars: Vec<PathElement<(f64, f64)>> = (0..l.x.len().min(l.y.len()))
                     .filter_map(|i| {
                         let (x, lo, h) = (l.x[i], l.y[i], hi.get(i).copied()?);
                         (x.is_finite() && lo.is_finite() && h.is_finite())
@@ -596,7 +600,7 @@ fn layers<'a, DB: DrawingBackend + 'a, Y: Ranged<ValueType = f64>>(
                     }
                     cur.clear();
                 };
-                for i in 0..l.x.len() {
+                for i in 0..l.x.len().min(l.y.len()) {
                     let (x, lo, h) = (l.x[i], l.y[i], hi.get(i).copied().unwrap_or(f64::NAN));
                     if x.is_finite() && lo.is_finite() && h.is_finite() {
                         cur.push((x, lo, h));

@@ -672,6 +672,20 @@ fn impulse_from_json(jsons: &[(&str, Value, JsonKind)]) -> anyhow::Result<Figure
             })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
+    for (i, r) in responses.iter().enumerate() {
+        for (name, v) in [("sd", &r.sd), ("bound", &r.bound), ("step", &r.step)] {
+            if let Some(v) = v
+                && v.len() != r.g.len()
+            {
+                anyhow::bail!(
+                    "{path}: response {}: \"{name}\" has {} values but \"g\" has {}",
+                    i + 1,
+                    v.len(),
+                    r.g.len()
+                );
+            }
+        }
+    }
     let lags = responses.iter().map(|r| r.g.len()).max().unwrap_or(0);
     Ok(kinds::impulse(&ImpulseData {
         lag_s: (0..lags).map(|k| k as f64 * step).collect(),
