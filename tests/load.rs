@@ -257,7 +257,7 @@ fn the_experiments_load_arguments_run() {
         high: 0.2,
         bit: Duration::from_millis(40),
     };
-    for (load, start) in [(&fast, 0), (&play, starts[2])] {
+    for (load, start) in [(&fast, 0), (&play, 0), (&play, starts[2])] {
         let args = load.args(1, "693", &start.to_string(), &copy.to_string_lossy());
         let out = vmmon().arg("load").args(&args).output().expect("run");
         let err = String::from_utf8_lossy(&out.stderr);

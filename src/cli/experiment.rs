@@ -65,7 +65,8 @@ pub struct ExperimentArgs {
     #[arg(long, default_value_t = 1.0, value_name = "CPUS")]
     high: f64,
 
-    /// Length of one PRBS bit (default: two sampling periods).
+    /// Length of one PRBS bit (default: two sampling periods; at least 10 ms; under 100 ms
+    /// the load slices that finely).
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     bit: Option<Duration>,
 

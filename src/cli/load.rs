@@ -11,7 +11,7 @@ use crate::load::{self, LoadConfig, Mode, Pattern, Prbs, filter};
 use crate::trace::{FileRows, RowSink};
 
 use super::analyze::usage;
-use super::record::parse_duration;
+use super::record::{parse_duration, parse_offset};
 
 /// `vmmon load` subcommands.
 #[derive(Debug, Subcommand)]
@@ -183,7 +183,7 @@ pub struct PlayArgs {
     /// Begin this far into the trace (`90s`, `10m`); the part skipped is played after the
     /// end, so the whole trace still plays. Machines playing one trace from different
     /// starts are loaded alike but not in step.
-    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, value_parser = parse_offset, value_name = "DURATION")]
     start: Option<Duration>,
 
     #[command(flatten)]

@@ -145,6 +145,24 @@ impl VmArgs {
 
 /// Parses `10`, `2.5`, `500ms`, `10s`, `5m`, `2h` into a duration.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let secs = parse_secs(s)?;
+    if secs <= 0.0 {
+        return Err(format!("'{}' must be a positive duration", s.trim()));
+    }
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("'{}': {e}", s.trim()))
+}
+
+/// Like [`parse_duration`], and zero too: a place (an offset from a start), not a span.
+pub fn parse_offset(s: &str) -> Result<Duration, String> {
+    let secs = parse_secs(s)?;
+    if secs < 0.0 {
+        return Err(format!("'{}' must be a duration ≥ 0", s.trim()));
+    }
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("'{}': {e}", s.trim()))
+}
+
+/// Seconds, of either sign, from a number with an optional unit.
+fn parse_secs(s: &str) -> Result<f64, String> {
     let s = s.trim();
     let split = s.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
@@ -163,10 +181,10 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         }
     };
     let secs = v * scale;
-    if !secs.is_finite() || secs <= 0.0 {
-        return Err(format!("'{s}' must be a positive duration"));
+    if !secs.is_finite() {
+        return Err(format!("'{s}' must be a finite duration"));
     }
-    Duration::try_from_secs_f64(secs).map_err(|e| format!("'{s}': {e}"))
+    Ok(secs)
 }
 
 impl RecordArgs {
