@@ -64,12 +64,11 @@ fn children_of(parent: u32) -> Vec<(u32, u64, String)> {
     found
 }
 
-/// A process's parent and start time (fields 4 and 22 of /proc/PID/stat).
+/// A process's parent and start time, from /proc/PID/stat.
 fn ppid_and_start(pid: u32) -> Option<(u32, u64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    Some((f.get(1)?.parse().ok()?, f.get(19)?.parse().ok()?))
+    use procfs_core::FromRead as _;
+    let stat = procfs_core::process::Stat::from_file(format!("/proc/{pid}/stat")).ok()?;
+    Some((u32::try_from(stat.ppid).ok()?, stat.starttime))
 }
 
 #[test]

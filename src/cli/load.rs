@@ -310,16 +310,11 @@ fn open_log(path: Option<&std::path::Path>, header: &[u8]) -> anyhow::Result<Opt
 pub fn run(cmd: LoadCommand) -> anyhow::Result<i32> {
     let (pattern, slice, n, common, what) = match cmd {
         LoadCommand::Play(a) => {
-            let format = a.format.unwrap_or(
-                if a.trace
-                    .extension()
-                    .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
-                {
-                    Format::Csv
-                } else {
-                    Format::Binary
-                },
-            );
+            let format = a.format.unwrap_or(if trace::is_csv(&a.trace) {
+                Format::Csv
+            } else {
+                Format::Binary
+            });
             if let Some(p) = a.period
                 && !(p.is_finite() && p > 0.0)
             {

@@ -34,6 +34,7 @@ use serde::Serialize;
 use super::folder::{RunInfo, ScenarioInfo, files};
 use super::scenario::Scenario;
 use crate::guest::{self, Accel, Config, Guest, GuestNet, Initramfs, Kernel, Network};
+use crate::load::trace as load_trace;
 
 /// How long a guest may take to reach user space (about 3 s under TCG here; CI is slower).
 const BOOT_TIMEOUT: Duration = Duration::from_secs(180);
@@ -99,7 +100,12 @@ impl Load {
                 "play".into(),
                 trace.into(),
                 "--format".into(),
-                if is_csv(host_trace) { "csv" } else { "binary" }.into(),
+                if load_trace::is_csv(host_trace) {
+                    "csv"
+                } else {
+                    "binary"
+                }
+                .into(),
                 "--start".into(),
                 format!("{start}s"),
                 "--seed".into(),
@@ -117,10 +123,10 @@ impl Load {
         let Load::Play { trace } = self else {
             return Ok([0; 3]);
         };
-        let t = if is_csv(trace) {
-            crate::load::trace::read_csv(trace, None)?
+        let t = if load_trace::is_csv(trace) {
+            load_trace::read_csv(trace, None)?
         } else {
-            crate::load::trace::read_binary(trace, crate::load::trace::ByteOrder::Little, None)?
+            load_trace::read_binary(trace, load_trace::ByteOrder::Little, None)?
         };
         let span = t.period * t.load.len() as f64;
         Ok([0.0, span / 3.0, 2.0 * span / 3.0].map(|s| s.floor() as u64))
@@ -138,13 +144,6 @@ impl Load {
             ),
         }
     }
-}
-
-/// Whether `vmmon load play` reads `trace` as CSV (by its extension, as it does itself).
-fn is_csv(trace: &Path) -> bool {
-    trace
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
 }
 
 /// Which accelerator the guests run under.
@@ -676,21 +675,35 @@ fn sleep(d: Duration, stop: &AtomicUsize) -> anyhow::Result<()> {
 struct Process {
     child: Child,
     what: String,
+    /// Where its stderr goes, quoted in errors.
+    log: PathBuf,
 }
 
 impl Process {
     fn spawn(cmd: &mut Command, what: &str, log: &Path) -> anyhow::Result<Process> {
-        let log = File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
+        let file = File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
         let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(log)
+            .stderr(file)
             .spawn()
             .with_context(|| format!("cannot start {what}"))?;
         Ok(Process {
             child,
             what: what.to_string(),
+            log: log.to_path_buf(),
         })
+    }
+
+    /// That it exited with `status`, and what it said.
+    fn failure(&self, status: std::process::ExitStatus) -> anyhow::Error {
+        anyhow::anyhow!(
+            "{} exited with {status}: {}",
+            self.what,
+            std::fs::read_to_string(&self.log)
+                .unwrap_or_default()
+                .trim()
+        )
     }
 
     /// Asks it to finish (SIGTERM: recorders flush and exit) and waits up to 5 s.
@@ -717,13 +730,9 @@ impl Process {
 
     /// An error (with its log) if it has already exited unsuccessfully: a load that fails
     /// at once should end the scenario at once, not after its whole duration.
-    fn check_alive(&mut self, log: &Path) -> anyhow::Result<()> {
+    fn check_alive(&mut self) -> anyhow::Result<()> {
         match self.child.try_wait()? {
-            Some(s) if !s.success() => bail!(
-                "{} exited with {s}: {}",
-                self.what,
-                std::fs::read_to_string(log).unwrap_or_default().trim()
-            ),
+            Some(s) if !s.success() => Err(self.failure(s)),
             _ => Ok(()),
         }
     }
@@ -976,13 +985,12 @@ fn drive(
             &dir.join("host.load.log"),
         )?);
     }
-    let load_log = dir.join("host.load.log");
     let span = Duration::from_secs(seconds + TAIL_S);
     if guests.is_empty() {
         let end = Instant::now() + span;
         while Instant::now() < end {
             if let Some(l) = host_load.as_mut() {
-                l.check_alive(&load_log)?;
+                l.check_alive()?;
             }
             sleep(
                 end.saturating_duration_since(Instant::now())
@@ -997,7 +1005,7 @@ fn drive(
             while !g.has_exited() {
                 check_stop(stop)?;
                 if let Some(l) = host_load.as_mut() {
-                    l.check_alive(&load_log)?;
+                    l.check_alive()?;
                 }
                 if Instant::now() >= deadline {
                     g.kill();
@@ -1017,18 +1025,12 @@ fn drive(
     let status = recorder.terminate()?;
     info.end = Some(unix_now());
     if !(status.success() || status.code() == Some(143)) {
-        bail!(
-            "the host's recorder exited with {status}: {}",
-            std::fs::read_to_string(dir.join("host.log")).unwrap_or_default()
-        );
+        return Err(recorder.failure(status));
     }
     if let Some(mut l) = host_load {
         let s = l.wait(Duration::from_secs(10), stop)?;
         if !s.success() {
-            bail!(
-                "the host's load exited with {s}: {}",
-                std::fs::read_to_string(dir.join("host.load.log")).unwrap_or_default()
-            );
+            return Err(l.failure(s));
         }
     }
     Ok(())

@@ -24,6 +24,13 @@ pub struct LoadTrace {
     pub load: Vec<f64>,
 }
 
+/// Whether a trace at `path` is read as CSV by default: its extension is `.csv` (any case);
+/// anything else is the binary format.
+pub fn is_csv(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
+}
+
 /// Shortest sample period played back: below it a slice is shorter than a scheduling quantum.
 pub const MIN_PERIOD: f64 = 0.01;
 /// Longest sample period played back (one day).

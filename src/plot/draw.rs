@@ -568,7 +568,7 @@ fn layers<'a, DB: DrawingBackend + 'a, Y: Ranged<ValueType = f64>>(
             }
             Mark::Whiskers(hi) => {
                 let bar = c.mix(0.45).stroke_width(6);
-                // A JSON's arrays may differ in length (sd shorter than g): the common part.
+                // Responses of different lengths share the longest lag axis: the common part.
                 let bars: Vec<PathElement<(f64, f64)>> = (0..l.x.len().min(l.y.len()))
                     .filter_map(|i| {
                         let (x, lo, h) = (l.x[i], l.y[i], hi.get(i).copied()?);
