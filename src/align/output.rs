@@ -95,12 +95,20 @@ impl Blocks for BlockFile {
 /// Rows formatted into a buffer this large before a write.
 const BLOCK: usize = 1 << 18;
 
+/// Room kept free after the block's end: a row is formatted only while this much is left
+/// per cell, so no write inside a row needs to check for space (the longest cell, a
+/// negative `f64` in exponent form, is 25 bytes; a time 28).
+const CELL_ROOM: usize = 32;
+
 /// The aligned CSV: `time` as Unix seconds with six decimals, values in the shortest form
 /// that reads back to the same `f64` (integers without `.0`, as the recorder writes them),
 /// and an empty cell for no value.
 pub struct CsvSink<B: Blocks> {
     out: B,
+    /// The block: `buf[..len]` is formatted, the rest scratch (kept at its full size so
+    /// cells are copied in with fixed-size moves rather than a call per cell).
     buf: Vec<u8>,
+    len: usize,
     rows: u64,
     num: zmij::Buffer,
 }
@@ -110,28 +118,69 @@ impl<B: Blocks> CsvSink<B> {
     pub fn new(out: B) -> Self {
         CsvSink {
             out,
-            buf: Vec::with_capacity(BLOCK + 4096),
+            buf: vec![0; BLOCK + CELL_ROOM],
+            len: 0,
             rows: 0,
             num: zmij::Buffer::new(),
         }
     }
 
     fn flush_block(&mut self) -> anyhow::Result<()> {
-        if !self.buf.is_empty() {
-            self.out.write_block(&self.buf, self.rows)?;
-            self.buf.clear();
+        if self.len > 0 {
+            self.out.write_block(&self.buf[..self.len], self.rows)?;
+            self.len = 0;
             self.rows = 0;
+        }
+        Ok(())
+    }
+
+    /// Makes room for a row of `cells` cells after the block's formatted part.
+    fn reserve_row(&mut self, cells: usize) -> anyhow::Result<()> {
+        let need = (cells + 1) * CELL_ROOM;
+        if self.len + need > self.buf.len() {
+            self.flush_block()?;
+            if need > self.buf.len() {
+                self.buf.resize(need, 0);
+            }
         }
         Ok(())
     }
 }
 
+/// Copies `s` (at most 32 bytes) to `dst` with at most two fixed-size moves, possibly
+/// overlapping; `dst` must have 32 bytes of room.
+#[inline(always)]
+fn put(dst: &mut [u8], s: &[u8]) {
+    let n = s.len();
+    if n >= 16 {
+        dst[..16].copy_from_slice(&s[..16]);
+        dst[n - 16..n].copy_from_slice(&s[n - 16..]);
+    } else if n >= 8 {
+        dst[..8].copy_from_slice(&s[..8]);
+        dst[n - 8..n].copy_from_slice(&s[n - 8..]);
+    } else if n >= 4 {
+        dst[..4].copy_from_slice(&s[..4]);
+        dst[n - 4..n].copy_from_slice(&s[n - 4..]);
+    } else {
+        dst[..n].copy_from_slice(s);
+    }
+}
+
 /// Appends `us` microseconds as seconds with six decimals.
 pub fn push_micros(buf: &mut Vec<u8>, us: i64) {
+    let mut cell = [0u8; 28];
+    let n = micros(&mut cell, us);
+    buf.extend_from_slice(&cell[..n]);
+}
+
+/// Writes `us` microseconds as seconds with six decimals to the front of `out`; returns
+/// its length.
+fn micros(out: &mut [u8; 28], us: i64) -> usize {
     let (s, f) = (us.div_euclid(1_000_000), us.rem_euclid(1_000_000));
     if s < 0 {
-        let _ = write!(buf, "{s}.{f:06}");
-        return;
+        let mut c = io::Cursor::new(&mut out[..]);
+        let _ = write!(c, "{s}.{f:06}");
+        return c.position() as usize;
     }
     let mut digits = [0u8; 28];
     let mut i = digits.len();
@@ -152,39 +201,54 @@ pub fn push_micros(buf: &mut Vec<u8>, us: i64) {
             break;
         }
     }
-    buf.extend_from_slice(&digits[i..]);
+    let n = digits.len() - i;
+    out[..n].copy_from_slice(&digits[i..]);
+    n
 }
 
 impl<B: Blocks> GridSink for CsvSink<B> {
     fn begin(&mut self, columns: &[String]) -> anyhow::Result<()> {
-        self.buf.extend_from_slice(b"time");
+        let mut header = b"time".to_vec();
         for c in columns {
-            self.buf.push(b',');
-            self.buf.extend_from_slice(csv_field(c).as_bytes());
+            header.push(b',');
+            header.extend_from_slice(csv_field(c).as_bytes());
         }
-        self.buf.push(b'\n');
+        header.push(b'\n');
+        if self.len + header.len() > self.buf.len() {
+            self.buf.resize(self.len + header.len(), 0);
+        }
+        self.buf[self.len..self.len + header.len()].copy_from_slice(&header);
+        self.len += header.len();
         self.rows += 1;
         Ok(())
     }
 
     fn row(&mut self, time_us: i64, values: &[f64]) -> anyhow::Result<()> {
-        push_micros(&mut self.buf, time_us);
+        self.reserve_row(values.len())?;
+        let mut at = self.len;
+        let mut cell = [0u8; 28];
+        let n = micros(&mut cell, time_us);
+        self.buf[at..at + 28].copy_from_slice(&cell);
+        at += n;
         for v in values {
+            let dst = &mut self.buf[at..at + CELL_ROOM];
+            dst[0] = b',';
+            at += 1;
             if v.to_bits() == 0 {
                 // +0 (the commonest value), as the formatter would write it.
-                self.buf.extend_from_slice(b",0");
-                continue;
-            }
-            self.buf.push(b',');
-            if v.is_finite() {
+                dst[1] = b'0';
+                at += 1;
+            } else if v.is_finite() {
                 let s = self.num.format_finite(*v).as_bytes();
-                self.buf
-                    .extend_from_slice(s.strip_suffix(b".0").unwrap_or(s));
+                let s = s.strip_suffix(b".0").unwrap_or(s);
+                put(&mut dst[1..], s);
+                at += s.len();
             }
         }
-        self.buf.push(b'\n');
+        self.buf[at] = b'\n';
+        self.len = at + 1;
         self.rows += 1;
-        if self.buf.len() >= BLOCK {
+        if self.len >= BLOCK {
             self.flush_block()?;
         }
         Ok(())
@@ -246,6 +310,68 @@ mod tests {
             let (s, f) = (us.div_euclid(1_000_000), us.rem_euclid(1_000_000));
             assert_eq!(String::from_utf8(b).expect("utf-8"), format!("{s}.{f:06}"));
         }
+    }
+
+    #[test]
+    fn every_cell_length_and_block_boundaries_match_plain_formatting() {
+        // Cells of every length the formatter makes (1 to 24 bytes: the copies into the
+        // block are fixed-size and overlap), over enough rows to cross several blocks.
+        let mut s = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        };
+        let (mut out, mut want) = (Vec::new(), String::from("time,a,b\n"));
+        let cols = 60;
+        {
+            let mut sink = CsvSink::new(Plain(&mut out));
+            sink.begin(&["a".into(), "b".into()]).expect("begin");
+            let mut sink2 = Vec::new();
+            for r in 0..6000i64 {
+                let vals: Vec<f64> = (0..cols)
+                    .map(|_| match next() % 7 {
+                        0 => 0.0,
+                        6 => {
+                            let digits = 1 + next() % 12;
+                            (next() % 10u64.pow(digits as u32)) as f64
+                                / 10f64.powi((next() % 4) as i32)
+                        }
+                        1 => f64::NAN,
+                        2 => (next() % 100_000) as f64,
+                        3 => f64::from_bits(next() >> 1) * if next() % 2 == 0 { 1.0 } else { -1.0 },
+                        _ => (next() >> 11) as f64 / (1u64 << 53) as f64 * 1e3,
+                    })
+                    .filter(|v| !v.is_infinite())
+                    .collect();
+                let us = 1_795_438_584_000_000 + r * 100_000;
+                sink.row(us, &vals).expect("row");
+                sink2.push((us, vals));
+            }
+            sink.finish().expect("finish");
+            let mut lens = std::collections::BTreeSet::new();
+            for (us, vals) in sink2 {
+                want += &format!("{}.{:06}", us / 1_000_000, us % 1_000_000);
+                for v in vals {
+                    want.push(',');
+                    if !v.is_nan() {
+                        let t = if v == 0.0 && v.is_sign_positive() {
+                            "0".to_string()
+                        } else {
+                            let t = zmij::Buffer::new().format_finite(v).to_string();
+                            t.strip_suffix(".0").map(str::to_string).unwrap_or(t)
+                        };
+                        lens.insert(t.len());
+                        want += &t;
+                    }
+                }
+                want.push('\n');
+            }
+            assert!((1..=24).all(|n| lens.contains(&n)), "lengths {lens:?}");
+        }
+        assert!(out.len() > 3 * BLOCK);
+        assert!(String::from_utf8(out).expect("utf-8") == want);
     }
 
     #[test]

@@ -110,8 +110,8 @@ pub fn unit_from_name(name: &str) -> &'static str {
     }
 }
 
-/// Parses a number cell quickly: the common `[-]DIGITS[.DIGITS]` with at most 19 significant
-/// digits is converted exactly; anything else goes to the standard parser. Returns `None` for
+/// Parses a number cell quickly: the common `[-]DIGITS[.DIGITS]` with at most 19 digits
+/// (leading zeros count) is converted exactly; anything else goes to the standard parser. Returns `None` for
 /// text that is not a number. A mantissa below 2^53 over a power of ten up to 10^22 is one
 /// correctly rounded division of two exact `f64`s (as the standard parser's fast path); a
 /// larger one (the 16–17 digits of a full-precision fraction) is divided the same way and
@@ -126,28 +126,36 @@ pub fn parse_number(cell: &[u8]) -> Option<f64> {
         Some(b'-') => (true, &cell[1..]),
         _ => (false, cell),
     };
+    // The integer digits, then (after a `.`) the fraction's: two loops with one exit each.
     let mut mantissa: u64 = 0;
-    let mut significant = 0usize;
-    let mut decimals = 0usize;
-    let mut point = usize::MAX;
-    for (i, &b) in digits.iter().enumerate() {
+    let mut rest = digits;
+    while let [b, tail @ ..] = rest {
         let d = b.wrapping_sub(b'0');
-        if d < 10 {
-            if mantissa != 0 || d != 0 {
-                significant += 1;
-            }
-            mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(d));
-        } else if b == b'.' && point == usize::MAX {
-            point = i;
-        } else {
-            return slow_number(cell);
+        if d >= 10 {
+            break;
         }
+        mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(d));
+        rest = tail;
     }
-    if point != usize::MAX {
-        decimals = digits.len() - point - 1;
-    }
-    let any = digits.len() > usize::from(point != usize::MAX);
-    if !any || significant > 19 || decimals > 22 {
+    let has_point = !rest.is_empty();
+    let decimals = match rest {
+        [] => 0,
+        [b'.', fraction @ ..] => {
+            for b in fraction {
+                let d = b.wrapping_sub(b'0');
+                if d >= 10 {
+                    return slow_number(cell);
+                }
+                mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(d));
+            }
+            fraction.len()
+        }
+        _ => return slow_number(cell),
+    };
+    let count = digits.len() - usize::from(has_point);
+    // Up to 19 digits (leading zeros included, which is stricter than 19 significant
+    // ones) fit the mantissa exactly.
+    if count == 0 || count > 19 || decimals > 22 {
         return slow_number(cell);
     }
     let v = if mantissa < 1 << 53 {
