@@ -159,7 +159,12 @@ pub fn parse_number(cell: &[u8]) -> Option<f64> {
         return slow_number(cell);
     }
     let v = if mantissa < 1 << 53 {
-        mantissa as f64 / POW10[decimals]
+        if decimals == 0 {
+            // An integer: exact as it is, no division to wait for.
+            mantissa as f64
+        } else {
+            mantissa as f64 / POW10[decimals]
+        }
     } else {
         exact_quotient(mantissa, decimals).or_else(|| slow_number(digits))?
     };
