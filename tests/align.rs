@@ -652,6 +652,35 @@ fn errors_name_what_is_wrong() {
         "{err}"
     );
 
+    // A lone `\r` (old Mac line ends) does not end a record: the row it joins has a field
+    // too many, and the error names the line; inside a cell, the cell is not a number.
+    let joined = write_file(
+        &dir,
+        "cr.csv",
+        &format!("time,x\n{},1\r{},2\n", stamp(0.0), stamp(1.0)),
+    );
+    let (code, err) = align_err(&[&hs, &format!("vm1={joined}")]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(&format!(
+            "{joined}:2: found a record with 3 fields, but the header has 2"
+        )),
+        "{err}"
+    );
+    let inside = write_file(
+        &dir,
+        "cr2.csv",
+        &format!("time,x\n{},1\r2\n{},3\r\n", stamp(0.0), stamp(1.0)),
+    );
+    let (code, err) = align_err(&[&hs, &format!("vm1={inside}")]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(&format!(
+            "{inside}:2:2: '1\\r2' in column x is not a number"
+        )),
+        "{err}"
+    );
+
     let (code, err) = align_err(&[&hs, &fs, "--lag-from", "host.x,vm2.x"]);
     assert_eq!(code, 2);
     assert!(

@@ -393,8 +393,13 @@ fn first_time(path: &Path) -> anyhow::Result<f64> {
     }
     let cell = rec.get(ti).unwrap_or(b"");
     let text = String::from_utf8_lossy(cell);
-    crate::trace::read::parse_time(&text)
-        .with_context(|| format!("{label}:2:{}: time '{text}' is not Unix seconds", ti + 1))
+    crate::trace::read::parse_time(&text).with_context(|| {
+        format!(
+            "{label}:2:{}: time '{}' is not Unix seconds",
+            ti + 1,
+            text.escape_debug()
+        )
+    })
 }
 
 fn no_time(path: &Path, header: &[String]) -> String {

@@ -178,8 +178,11 @@ pub fn push_micros(buf: &mut Vec<u8>, us: i64) {
 fn micros(out: &mut [u8; 28], us: i64) -> usize {
     let (s, f) = (us.div_euclid(1_000_000), us.rem_euclid(1_000_000));
     if s < 0 {
+        // Before 1970 (or before a relative trace's zero): the sign, then the magnitude, so
+        // that −1 µs reads −0.000001 and not a floored −1.999999.
+        let m = us.unsigned_abs();
         let mut c = io::Cursor::new(&mut out[..]);
-        let _ = write!(c, "{s}.{f:06}");
+        let _ = write!(c, "-{}.{:06}", m / 1_000_000, m % 1_000_000);
         return c.position() as usize;
     }
     let mut digits = [0u8; 28];
@@ -295,20 +298,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn micros_are_written_as_display_would() {
-        for us in [
-            0i64,
-            1,
-            999_999,
-            1_000_000,
-            1_795_438_584_733_245,
-            -1,
-            -1_500_000,
+    fn micros_are_written_as_seconds_with_six_decimals() {
+        for (us, want) in [
+            (0i64, "0.000000"),
+            (1, "0.000001"),
+            (999_999, "0.999999"),
+            (1_000_000, "1.000000"),
+            (1_795_438_584_733_245, "1795438584.733245"),
+            (-1, "-0.000001"),
+            (-999_999, "-0.999999"),
+            (-1_500_000, "-1.500000"),
+            (i64::MIN, "-9223372036854.775808"),
+            (i64::MAX, "9223372036854.775807"),
         ] {
             let mut b = Vec::new();
             push_micros(&mut b, us);
-            let (s, f) = (us.div_euclid(1_000_000), us.rem_euclid(1_000_000));
-            assert_eq!(String::from_utf8(b).expect("utf-8"), format!("{s}.{f:06}"));
+            let text = String::from_utf8(b).expect("utf-8");
+            assert_eq!(text, want);
+            // What it says is the time: parsed back, within the f64 rounding of its digits.
+            let back: f64 = text.parse().expect("a number");
+            assert!(
+                (back - us as f64 / 1e6).abs() <= 1e-6 * (1.0 + back.abs() * 1e-9),
+                "{text}"
+            );
         }
     }
 

@@ -7,7 +7,9 @@
 //! quotes), its fields unescaped into a scratch buffer. Like the `csv` crate with its defaults
 //! (which align used before): `\r\n` ends a record as `\n` does, blank lines are skipped, a
 //! UTF-8 byte-order mark at the start is dropped, and every record must have as many fields
-//! as the first (the header).
+//! as the first (the header). Unlike it, a `\r` alone (old Mac line ends) does not end a
+//! record: it stays in its field, where a number cell is refused with file:line:column unless
+//! the `\r` is at the cell's edge (ASCII padding, trimmed).
 
 use std::fs::File;
 use std::io::{ErrorKind, Read};

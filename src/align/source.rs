@@ -214,8 +214,13 @@ fn exact_quotient(m: u64, d: usize) -> Option<f64> {
     None
 }
 
+/// The standard parser, after ASCII padding (as the time and probe cells are trimmed; other
+/// whitespace is not padding).
 fn slow_number(cell: &[u8]) -> Option<f64> {
-    std::str::from_utf8(cell).ok()?.trim().parse::<f64>().ok()
+    std::str::from_utf8(cell.trim_ascii())
+        .ok()?
+        .parse::<f64>()
+        .ok()
 }
 
 /// A row's time as seconds since `origin` (whole Unix seconds), exactly for `INT.FRACTION`.
@@ -293,7 +298,7 @@ fn probe_cell(rec: &Records, label: &str, offset_idx: usize) -> anyhow::Result<O
                 "{label}:{}:{}: '{}' in column {} is not a number",
                 rec.line(),
                 offset_idx + 1,
-                String::from_utf8_lossy(cell),
+                String::from_utf8_lossy(cell).escape_debug(),
                 OFFSET_COLUMNS[0]
             )
         })?;
@@ -308,7 +313,7 @@ fn time_cell(rec: &Records, label: &str, time_idx: usize, origin: i64) -> anyhow
             "{label}:{}:{}: time '{}' is not Unix seconds or RFC 3339",
             rec.line(),
             time_idx + 1,
-            String::from_utf8_lossy(tcell)
+            String::from_utf8_lossy(tcell).escape_debug()
         )
     })
 }
@@ -515,7 +520,7 @@ impl RowParser {
                         "{}:{line}:{}: {} in column {}: leave the cell empty for a missing value",
                         self.label,
                         ci + 1,
-                        String::from_utf8_lossy(cell),
+                        String::from_utf8_lossy(cell).escape_debug(),
                         self.names[k]
                     ),
                     None if cell.trim_ascii().is_empty() => f64::NAN,
@@ -523,7 +528,7 @@ impl RowParser {
                         "{}:{line}:{}: '{}' in column {} is not a number",
                         self.label,
                         ci + 1,
-                        String::from_utf8_lossy(cell),
+                        String::from_utf8_lossy(cell).escape_debug(),
                         self.names[k]
                     ),
                 }
@@ -898,7 +903,20 @@ mod tests {
             let got = parse_number(c.as_bytes()).expect("parsed");
             assert_eq!(got.to_bits(), want.to_bits(), "{c}");
         }
-        for bad in ["", "-", ".", "x", "1.2.3", "1,5", "nan1"] {
+        // ASCII padding is padding; other whitespace is not part of a number.
+        assert_eq!(parse_number(b" 5 "), Some(5.0));
+        assert_eq!(parse_number(b"\t-2.5\r"), Some(-2.5));
+        for bad in [
+            "",
+            "-",
+            ".",
+            "x",
+            "1.2.3",
+            "1,5",
+            "nan1",
+            "5\u{a0}",
+            "\u{3000}5",
+        ] {
             assert!(parse_number(bad.as_bytes()).is_none(), "{bad}");
         }
     }
