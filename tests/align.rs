@@ -681,6 +681,21 @@ fn errors_name_what_is_wrong() {
         "{err}"
     );
 
+    // Two columns of one name would be two output columns no one could tell apart.
+    let dup = write_file(
+        &dir,
+        "dup.csv",
+        &format!("time,x,x\n{},1,2\n{},3,4\n", stamp(0.0), stamp(1.0)),
+    );
+    let (code, err) = align_err(&[&hs, &format!("vm1={dup}")]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(&format!(
+            "{dup}: column x appears twice in the header (columns 2 and 3); rename one"
+        )),
+        "{err}"
+    );
+
     let (code, err) = align_err(&[&hs, &fs, "--lag-from", "host.x,vm2.x"]);
     assert_eq!(code, 2);
     assert!(

@@ -581,32 +581,37 @@ fn review_regressions_no_panics_and_clear_errors() {
         )
     };
     let huge = "18446744073709551615";
-    for (args, msg) in [
+    for (args, want, msg) in [
         // F2: no parameters; lags and delays that overflow.
         (
             vec![
                 "fit", &data, "-u", "u", "-y", "y", "--poles", "0", "--zeros", "0", "--delay", "0",
             ],
+            1,
             "the model has no parameters",
         ),
         (
             vec!["impulse", &data, "-u", "u", "-y", "y", "-M", huge],
+            1,
             "too few for",
         ),
         (
             vec![
                 "impulse", &data, "-u", "u", "-y", "y", "-M", huge, "--method", "fir",
             ],
+            1,
             "too few for",
         ),
         (
             vec![
                 "fit", &data, "-u", "u", "-y", "y", "--poles", "1", "--zeros", "1", "--delay", huge,
             ],
-            "the data have 100",
+            2,
+            "--delay 18446744073709551615: orders above 1000 are not estimated",
         ),
         (
             vec!["xcorr", &data, "-u", "u", "-y", "y", "-L", huge],
+            1,
             "too few for",
         ),
         // F3: a constant output, an output that is also an input.
@@ -614,17 +619,19 @@ fn review_regressions_no_panics_and_clear_errors() {
             vec![
                 "fit", &data, "-u", "u", "-y", "c", "--poles", "0", "--zeros", "1", "--delay", "0",
             ],
+            1,
             "the output c is constant",
         ),
         (
             vec![
                 "fit", &data, "-u", "u", "-y", "u", "--poles", "1", "--zeros", "1", "--delay", "0",
             ],
+            2,
             "u is both an input and the output",
         ),
     ] {
         let (code, err) = run(&args);
-        assert_eq!(code, 1, "{args:?}: {err}");
+        assert_eq!(code, want, "{args:?}: {err}");
         assert!(
             err.contains(msg) && !err.contains("panicked"),
             "{args:?}: {err}"
@@ -986,4 +993,285 @@ fn order_stable_passes_over_unstable_candidates() {
         .output()
         .expect("order");
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// Regressions from the robustness sweep of 2026-12-07: each of these panicked, hung, exited
+/// with the wrong code, or gave a result that could not be trusted (NaN, inf, a false pass).
+#[test]
+fn robustness_sweep_no_panics_hangs_or_false_results() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let n = 300;
+    let u = gaussian(61, n);
+    let e = gaussian(62, n);
+    let y = simulate(
+        &[-0.5],
+        &[vec![1.0, 0.5]],
+        &[1],
+        std::slice::from_ref(&u),
+        &e,
+    );
+    let data = write_trace(&dir, "d.csv", &[("u", &u), ("y", &y)]);
+    let huge: Vec<f64> = u.iter().map(|v| v * 1e200).collect();
+    let big = write_trace(&dir, "big.csv", &[("u", &huge), ("y", &y)]);
+    let tiny: Vec<f64> = u.iter().map(|v| v * 1e-300).collect();
+    let small = write_trace(&dir, "small.csv", &[("u", &tiny), ("y", &y)]);
+    let flat = vec![2.0; n];
+    let constant = write_trace(&dir, "c.csv", &[("u", &u), ("y", &flat)]);
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_vmmon"))
+            .args(args)
+            .output()
+            .expect("run");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let model = dir.path().join("m.json");
+    let m = model.to_str().expect("utf-8");
+    let (code, _, err) = run(&[
+        "fit", &data, "-u", "u", "-y", "y", "--poles", "1", "--zeros", "2", "--delay", "1", "-o", m,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let cases: Vec<(Vec<&str>, i32, &str)> = vec![
+        // Values whose squares overflow or underflow: fit panicked in the SVD, FIR least
+        // squares spun for ever, xcorr wrote NaN with exit 0.
+        (
+            vec![
+                "fit", &big, "-u", "u", "-y", "y", "--poles", "1", "--zeros", "1", "--delay", "1",
+            ],
+            1,
+            "column u reaches",
+        ),
+        (
+            vec![
+                "impulse", &big, "-u", "u", "-y", "y", "-M", "2", "--method", "fir",
+            ],
+            1,
+            "overflow when squared and summed",
+        ),
+        (
+            vec!["xcorr", &big, "-u", "u", "--auto", "-L", "2"],
+            1,
+            "column u reaches",
+        ),
+        (
+            vec!["xcorr", &small, "-u", "u", "-y", "y", "-L", "2"],
+            1,
+            "underflow when squared",
+        ),
+        // Orders and grids out of range are usage errors, before any work.
+        (
+            vec![
+                "order",
+                &data,
+                "-u",
+                "u",
+                "-y",
+                "y",
+                "--poles",
+                "0..18446744073709551615",
+                "--zeros",
+                "1",
+                "--delay",
+                "0",
+            ],
+            2,
+            "--poles 18446744073709551615: orders above 1000 are not estimated",
+        ),
+        (
+            vec![
+                "order", &data, "-u", "u", "-y", "y", "--poles", "0..1000", "--zeros", "1..1000",
+                "--delay", "0..10",
+            ],
+            2,
+            "at most 100000 are searched at once",
+        ),
+        (
+            vec![
+                "order", &data, "-u", "y", "-y", "y", "--poles", "1", "--zeros", "1", "--delay",
+                "1",
+            ],
+            2,
+            "y is both an input and the output",
+        ),
+        (
+            vec![
+                "order", &data, "-u", "u,u", "-y", "y", "--poles", "1", "--zeros", "1", "--delay",
+                "1",
+            ],
+            2,
+            "input column u is given twice",
+        ),
+        (
+            vec![
+                "order",
+                &data,
+                "-u",
+                "u",
+                "-y",
+                "y",
+                "--poles",
+                "1",
+                "--zeros",
+                "1",
+                "--delay",
+                "1",
+                "--criterion",
+                "val",
+            ],
+            2,
+            "--criterion val ranks on validation data",
+        ),
+        (
+            vec![
+                "order", &constant, "-u", "u", "-y", "y", "--poles", "1", "--zeros", "1",
+                "--delay", "1",
+            ],
+            1,
+            "column y is constant over the rows searched",
+        ),
+        (
+            vec!["impulse", &data, "-u", "u,", "-y", "y"],
+            2,
+            "a column name is empty",
+        ),
+        // FIR gave all-zero responses with zero-width bounds for a constant output.
+        (
+            vec![
+                "impulse", &constant, "-u", "u", "-y", "y", "-M", "3", "--method", "fir",
+            ],
+            1,
+            "column y is constant",
+        ),
+    ];
+    for (args, want, msg) in &cases {
+        let (code, _, err) = run(args);
+        assert_eq!(code, *want, "{args:?}: {err}");
+        assert!(
+            err.contains(msg) && !err.contains("panicked"),
+            "{args:?}: {err}"
+        );
+    }
+
+    // A bad --validate is refused before the model is printed.
+    let (code, out, err) = run(&[
+        "fit",
+        &data,
+        "-u",
+        "u",
+        "-y",
+        "y",
+        "--poles",
+        "1",
+        "--zeros",
+        "1",
+        "--delay",
+        "1",
+        "--validate",
+        "100%:",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(out.is_empty(), "{out}");
+
+    // A model file's stability is recomputed from its coefficients: an edited, unstable A
+    // that still says "stable": true is warned about, and its diverging simulation leaves
+    // empty cells instead of inf, which no CSV reader of this project accepts.
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&model).expect("model")).expect("json");
+    json["a"] = serde_json::json!([-3.0]);
+    json["stable"] = serde_json::json!(true);
+    let edited = dir.path().join("unstable.json");
+    std::fs::write(&edited, json.to_string()).expect("write");
+    let ed = edited.to_str().expect("utf-8");
+    let long_u = gaussian(63, 2000);
+    let long = write_trace(
+        &dir,
+        "long.csv",
+        &[("u", &long_u), ("y", &gaussian(64, 2000))],
+    );
+    let (code, out, err) = run(&["reconstruct", ed, &long]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("the model is unstable"), "{err}");
+    assert!(err.contains("simulated values overflowed"), "{err}");
+    assert!(
+        !out.contains("inf") && !out.contains("NaN"),
+        "non-finite cells written"
+    );
+    // Validation of it never passes, and says why.
+    let (code, _, err) = run(&["validate", ed, &long]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("the model is unstable"), "{err}");
+    assert!(
+        err.contains("verdict: FAIL: the model's output overflows"),
+        "{err}"
+    );
+
+    // A model with no inputs is refused on loading (validate indexed past its inputs).
+    json["a"] = serde_json::json!([-0.5]);
+    for k in ["inputs", "b", "b_sd"] {
+        json[k] = serde_json::json!([]);
+    }
+    json["orders"]["nb"] = serde_json::json!([]);
+    json["orders"]["nk"] = serde_json::json!([]);
+    json["offsets"]["inputs"] = serde_json::json!([]);
+    let noin = dir.path().join("noin.json");
+    std::fs::write(&noin, json.to_string()).expect("write");
+    let (code, _, err) = run(&["validate", noin.to_str().expect("utf-8"), &data]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("no inputs: a model needs at least one"),
+        "{err}"
+    );
+
+    // A trace shorter than the model's start reconstructs nothing: an error, not a column
+    // of empty cells with exit 0.
+    let short = write_trace(&dir, "short.csv", &[("u", &u[..2]), ("y", &y[..2])]);
+    let (code, _, err) = run(&["reconstruct", m, &short]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("no row can be reconstructed"), "{err}");
+
+    // Duplicate column names: which one is meant cannot be told.
+    let dup = dir.path().join("dup.csv");
+    std::fs::write(&dup, "time,u,u,y\n1,1,2,3\n2,2,3,4\n3,5,1,2\n").expect("write");
+    let (code, _, err) = run(&["xcorr", dup.to_str().expect("utf-8"), "-u", "u", "-y", "y"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("column u appears 2 times in the header (columns 2, 3)"),
+        "{err}"
+    );
+    // An empty file says so.
+    let empty = dir.path().join("empty.csv");
+    std::fs::write(&empty, "").expect("write");
+    let (code, _, err) = run(&[
+        "xcorr",
+        empty.to_str().expect("utf-8"),
+        "-u",
+        "u",
+        "-y",
+        "y",
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("the file is empty"), "{err}");
+
+    // topo: two directions summing past f64 indexed out of bounds.
+    let m2 = dir.path().join("m2.csv");
+    std::fs::write(&m2, "src\\dst,a,b\na,0,1e308\nb,1e308,0\n").expect("write");
+    let (code, _, err) = run(&["topo", m2.to_str().expect("utf-8")]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("sum past the largest number"), "{err}");
+
+    // plot: a y range near the largest f64 made plotters loop for ever.
+    let wide = dir.path().join("wide.csv");
+    std::fs::write(&wide, "time,u\n1,1e308\n2,-1e308\n").expect("write");
+    let svg = dir.path().join("wide.svg");
+    let (code, _, err) = run(&[
+        "plot",
+        wide.to_str().expect("utf-8"),
+        "-o",
+        svg.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("too close to the largest number"), "{err}");
 }

@@ -736,6 +736,18 @@ impl Plan {
 /// Opens one source's header and sidecar and decides its columns and kinds.
 fn plan_source(s: &SourceArg, opts: &Options) -> anyhow::Result<Planned> {
     let header = source::read_header(&s.path)?;
+    // Output columns are named SOURCE.COLUMN: two columns of one name would be two output
+    // columns no one could tell apart.
+    for (i, h) in header.iter().enumerate() {
+        if let Some(j) = header[..i].iter().position(|x| x == h) {
+            bail!(
+                "{}: column {h} appears twice in the header (columns {} and {}); rename one",
+                s.path.display(),
+                j + 1,
+                i + 1
+            );
+        }
+    }
     let time_idx = header
         .iter()
         .position(|h| h == "time")

@@ -136,6 +136,31 @@ impl OutArgs {
     }
 }
 
+/// Refuses (usage error) inputs and an output that cannot make a model: an empty name, the
+/// output among the inputs, or (unless `repeats`) an input given twice. `fit` allows a
+/// repeat, since one input at two delays is a structure of its own; with the same orders the
+/// regression is singular, and says which term.
+pub(crate) fn check_model_columns(
+    inputs: &[String],
+    output: &str,
+    repeats: bool,
+) -> anyhow::Result<()> {
+    if output.trim().is_empty() || inputs.iter().any(|n| n.trim().is_empty()) {
+        return Err(usage(
+            "a column name is empty: give names separated by commas, as -u a,b".into(),
+        ));
+    }
+    for (i, n) in inputs.iter().enumerate() {
+        if !repeats && inputs[..i].contains(n) {
+            return Err(usage(format!("input column {n} is given twice")));
+        }
+    }
+    if inputs.iter().any(|n| n == output) {
+        return Err(usage(format!("{output} is both an input and the output")));
+    }
+    Ok(())
+}
+
 /// A usage error (exit code 2) with this message.
 pub fn usage(msg: String) -> anyhow::Error {
     anyhow::Error::new(crate::record::UsageError(msg))
@@ -317,17 +342,7 @@ struct ImpulseReport<'a> {
 /// Runs `vmmon impulse`.
 pub fn impulse(a: ImpulseArgs) -> anyhow::Result<i32> {
     let mut names = a.cols.input.clone();
-    for (i, n) in names.iter().enumerate() {
-        if names[..i].contains(n) {
-            return Err(usage(format!("input column {n} is given twice")));
-        }
-    }
-    if names.contains(&a.cols.output) {
-        return Err(usage(format!(
-            "{} is both an input and the output",
-            a.cols.output
-        )));
-    }
+    check_model_columns(&names, &a.cols.output, false)?;
     names.push(a.cols.output.clone());
     a.out.check()?;
     let detrend = a.trace.detrend_or(Detrend::Mean);

@@ -208,10 +208,20 @@ pub fn fit(a: FitArgs) -> anyhow::Result<i32> {
         nk: per_input("delay", &a.delay, k)?,
     };
     no_detrend(&a.trace, "fit")?;
+    check_orders(&[("--poles", poles)])?;
+    check_orders(&[("--zeros", orders.nb.iter().copied().max().unwrap_or(0))])?;
+    check_orders(&[("--delay", orders.nk.iter().copied().max().unwrap_or(0))])?;
+    super::analyze::check_model_columns(&a.input, output, true)?;
     let series = read_model_columns(&a.trace, &a.input, output)?;
     let seg = longest(&series)?;
     let n = seg.len();
     let est = rows(a.estimate.as_deref(), n)?;
+    // Checked before the work, so that a bad option prints nothing else.
+    let val = a
+        .validate
+        .as_deref()
+        .map(|v| parse_split(v, n))
+        .transpose()?;
     let us: Vec<&[f64]> = seg.columns[..k].iter().map(|c| &c[est.clone()]).collect();
     let mut model = arx::fit(
         &seg.columns[k][est.clone()],
@@ -223,8 +233,7 @@ pub fn fit(a: FitArgs) -> anyhow::Result<i32> {
     model.rates = a.trace.rates;
     let mut out = std::io::stdout().lock();
     out.write_all(describe(&model).as_bytes())?;
-    if let Some(v) = &a.validate {
-        let val = parse_split(v, n)?;
+    if let Some(val) = val {
         let us: Vec<&[f64]> = seg.columns[..k].iter().map(|c| &c[val.clone()]).collect();
         let report = model.validate(&seg.columns[k][val.clone()], &us, 1)?;
         writeln!(out, "validation on rows {}..{}:", val.start, val.end - 1)?;
@@ -360,6 +369,9 @@ pub fn describe_validation(v: &arx::Validation, inputs: &[String]) -> String {
         "  verdict: {}",
         if v.pass {
             "PASS: residuals look white and independent of the inputs"
+        } else if !v.finite {
+            "FAIL: the model's output overflows on these data (an unstable model, or data far \
+             from those it was fitted on): nothing could be judged"
         } else {
             "FAIL: the residuals keep structure the model misses (try other orders or delays)"
         }
@@ -403,6 +415,9 @@ pub fn validate(mut a: ValidateArgs) -> anyhow::Result<i32> {
     let seg = longest(&series)?;
     let k = model.inputs.len();
     let us: Vec<&[f64]> = seg.columns[..k].iter().map(Vec::as_slice).collect();
+    if !model.stable {
+        eprintln!("vmmon: warning: the model is unstable: its free-run simulation diverges");
+    }
     let v = model.validate(&seg.columns[k], &us, a.horizon)?;
     eprint!("{}", describe_validation(&v, &model.inputs));
     let cell = |x: f64| {
@@ -435,6 +450,26 @@ pub fn validate(mut a: ValidateArgs) -> anyhow::Result<i32> {
             .with_context(|| format!("cannot write {}", p.display()))?;
     }
     Ok(0)
+}
+
+/// The largest order (na, nb or nk) a model may have: beyond it the regressor matrix (its
+/// Gram matrix for an order search) would not fit in memory, and no trace a recorder makes
+/// is long enough to estimate it.
+pub const MAX_ORDER: usize = 1000;
+
+/// The most candidates an order search takes at once.
+pub const MAX_CANDIDATES: usize = 100_000;
+
+/// Refuses (usage error) an order above [`MAX_ORDER`].
+fn check_orders(orders: &[(&str, usize)]) -> anyhow::Result<()> {
+    for (name, v) in orders {
+        if *v > MAX_ORDER {
+            return Err(usage(format!(
+                "{name} {v}: orders above {MAX_ORDER} are not estimated"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Parses `A..B` (inclusive) or a single `N`.
@@ -518,6 +553,25 @@ pub fn order(a: OrderArgs) -> anyhow::Result<i32> {
     if *grid.nb.start() == 0 {
         return Err(usage("--zeros must start at 1 or more".into()));
     }
+    check_orders(&[
+        ("--poles", *grid.na.end()),
+        ("--zeros", *grid.nb.end()),
+        ("--delay", *grid.nk.end()),
+    ])?;
+    if grid.len() > MAX_CANDIDATES {
+        return Err(usage(format!(
+            "the grid has {} candidates; at most {MAX_CANDIDATES} are searched at once: narrow \
+             the ranges",
+            grid.len()
+        )));
+    }
+    if a.criterion == order::Criterion::Val && a.validate.is_none() {
+        return Err(usage(
+            "--criterion val ranks on validation data: give them with --validate START:END".into(),
+        ));
+    }
+    // Every input gets the same nb and nk here, so a repeated one is always singular.
+    super::analyze::check_model_columns(&a.cols.input, &a.cols.output, false)?;
     let k = a.cols.input.len();
     let series = read_model_columns(&a.trace, &a.cols.input, &a.cols.output)?;
     let seg = longest(&series)?;
@@ -535,6 +589,13 @@ pub fn order(a: OrderArgs) -> anyhow::Result<i32> {
         )
     };
     let (eu, ey) = slice(&est);
+    for (name, x) in a.cols.input.iter().zip(&eu).chain([(&a.cols.output, &ey)]) {
+        if x.windows(2).all(|w| w[0] == w[1]) {
+            anyhow::bail!(
+                "column {name} is constant over the rows searched: no order can be fitted"
+            );
+        }
+    }
     let vdata = val.as_ref().map(&slice);
     let search = order::search(
         ey,
@@ -543,6 +604,14 @@ pub fn order(a: OrderArgs) -> anyhow::Result<i32> {
         a.criterion,
         vdata.as_ref().map(|(u, y)| (*y, u.as_slice())),
     )?;
+    if search.candidates.is_empty() {
+        anyhow::bail!(
+            "none of the {} candidates could be fitted: every regression was numerically \
+             singular (an input is constant, or a combination of the others or of the output's \
+             past)",
+            grid.len()
+        );
+    }
     let mut csv = String::from("rank,na,nb,nk,d,V,FPE,nAIC,AIC,BIC,MDL,validation_loss\n");
     for (i, c) in search.candidates.iter().enumerate() {
         let k = &c.criteria;
@@ -677,6 +746,11 @@ pub fn load_model(path: &std::path::Path) -> anyhow::Result<Model> {
     model
         .check()
         .map_err(|e| anyhow::anyhow!("{}: model file inconsistent: {e}", path.display()))?;
+    // Stability follows from the coefficients, whatever the file says of it (it may have
+    // been edited): recompute it.
+    let mut model = model;
+    model.pole_magnitudes = arx::poles(&model.a).iter().map(|p| p.norm()).collect();
+    model.stable = model.pole_magnitudes.iter().all(|m| *m < 1.0);
     Ok(model)
 }
 
@@ -696,6 +770,7 @@ pub fn reconstruct(mut a: ReconstructArgs) -> anyhow::Result<i32> {
         eprintln!("vmmon: warning: the model is unstable: its simulation diverges");
     }
     let mut csv = format!("time,{}\n", model.output);
+    let (mut estimated, mut overflowed) = (0usize, 0usize);
     for seg in &series.segments {
         let centred: Vec<Vec<f64>> = seg
             .columns
@@ -705,14 +780,35 @@ pub fn reconstruct(mut a: ReconstructArgs) -> anyhow::Result<i32> {
             .collect();
         let us: Vec<&[f64]> = centred.iter().map(Vec::as_slice).collect();
         let sim = model.simulate(&us, None);
+        let t0 = model.orders.t0();
         for (i, v) in sim.iter().enumerate() {
             let t = seg.start_time + i as f64 * series.step;
-            if v.is_nan() {
-                let _ = writeln!(csv, "{t:.6},");
+            let level = v + model.offsets.output;
+            if level.is_finite() {
+                estimated += 1;
+                let _ = writeln!(csv, "{t:.6},{level}");
             } else {
-                let _ = writeln!(csv, "{t:.6},{}", v + model.offsets.output);
+                // Before the model's first estimate (NaN), or diverged past f64 (±inf): no
+                // value, which a CSV says with an empty cell.
+                overflowed += usize::from(i >= t0);
+                let _ = writeln!(csv, "{t:.6},");
             }
         }
+    }
+    if estimated == 0 && overflowed == 0 {
+        let longest = series.segments.iter().map(|s| s.len()).max().unwrap_or(0);
+        anyhow::bail!(
+            "{}: no row can be reconstructed: the model needs {} rows before its first \
+             estimate, and the longest run of rows without a gap has {longest}",
+            a.trace.data,
+            model.orders.t0()
+        );
+    }
+    if overflowed > 0 {
+        eprintln!(
+            "vmmon: warning: {overflowed} simulated values overflowed (the simulation diverged) \
+             and are left empty"
+        );
     }
     match &a.out {
         Some(p) => {

@@ -1043,6 +1043,14 @@ pub fn infer(m: &Matrix, opts: &Options) -> anyhow::Result<Topology> {
                 Symmetrize::Sum => x + y,
                 Symmetrize::Max => x.max(y),
             };
+            if v.is_infinite() {
+                bail!(
+                    "{} ↔ {}: the two directions sum past the largest number ({x:e} + {y:e}); \
+                     give the matrix in larger units or use --symmetrize max",
+                    m.names[a],
+                    m.names[b]
+                );
+            }
             if v > 0.0 {
                 sym.push((a, b, v));
                 max_value = max_value.max(v);

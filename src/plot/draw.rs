@@ -318,6 +318,7 @@ fn panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: &Panel) -> anyhow
         .map_err(err)?;
         return Ok(());
     };
+    let raw = (xr, yr);
     let discrete = p
         .layers
         .iter()
@@ -331,6 +332,16 @@ fn panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, p: &Panel) -> anyhow
     } else {
         pad(yr, 0.06)
     };
+    // An axis must span a finite width (with room for the legend's headroom and the tick
+    // arithmetic): values near the largest f64 would make plotters loop for ever.
+    for (axis, (lo, hi), (a, b)) in [("x", xr, raw.0), ("y", yr, raw.1)] {
+        if !((hi - lo) * 4.0).is_finite() {
+            anyhow::bail!(
+                "cannot draw: the {axis} values run from {a:e} to {b:e}, too close to the \
+                 largest number for an axis to span; give the data in other units"
+            );
+        }
+    }
     // Two passes at most: the second adds headroom for the legend.
     for first in [true, false] {
         let again = if log {

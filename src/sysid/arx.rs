@@ -280,6 +280,9 @@ impl Model {
     pub fn check(&self) -> Result<(), String> {
         let k = self.inputs.len();
         let o = &self.orders;
+        if k == 0 {
+            return Err("no inputs: a model needs at least one".into());
+        }
         if o.nb.len() != k || o.nk.len() != k || self.b.len() != k || self.offsets.inputs.len() != k
         {
             return Err(format!(
@@ -766,6 +769,9 @@ pub struct Validation {
     pub allowed_acf: usize,
     /// Exceedances allowed per input's cross-correlation test.
     pub allowed_xcorr: usize,
+    /// Whether every simulated and predicted value, residual and correlation is finite (false:
+    /// the model's output overflowed on these data, and nothing could be judged).
+    pub finite: bool,
     /// Whether the residuals look white and independent of the inputs.
     pub pass: bool,
     /// Simulated output, in the data's units (NaN before t0).
@@ -890,7 +896,13 @@ impl Model {
             .collect();
         let allowed_acf = allowed_exceedances(RESIDUAL_LAGS);
         let allowed_xcorr = allowed_exceedances(2 * RESIDUAL_LAGS + 1);
-        let pass = acf_outside.len() <= allowed_acf
+        // A simulation or prediction that overflowed leaves nothing to judge: never a pass.
+        let finite = (t0..n).all(|t| sim[t].is_finite() && pred_k[t].is_finite())
+            && resid.iter().all(|r| r.is_finite())
+            && residual_acf.iter().all(|r| r.is_finite())
+            && input_residual_xcorr.iter().flatten().all(|r| r.is_finite());
+        let pass = finite
+            && acf_outside.len() <= allowed_acf
             && xcorr_outside.iter().all(|o| o.len() <= allowed_xcorr);
         let level = |v: &[f64]| {
             v.iter()
@@ -915,6 +927,7 @@ impl Model {
             xcorr_outside,
             allowed_acf,
             allowed_xcorr,
+            finite,
             pass,
         })
     }

@@ -273,7 +273,18 @@ pub fn estimate(
     prewhiten: usize,
 ) -> Result<ImpulseEstimate, ImpulseError> {
     match method {
-        Method::Fir => fir(inputs, output.1, lags),
+        Method::Fir => {
+            // As for correlation analysis: a constant output has no response to estimate
+            // (least squares would return all zeros with zero-width bounds).
+            let n = inputs
+                .iter()
+                .map(|(_, u)| u.len())
+                .fold(output.1.len(), usize::min);
+            if n > 0 && stats::variance(&output.1[..n]) == 0.0 {
+                return Err(ImpulseError::Constant(output.0.to_string()));
+            }
+            fir(inputs, output.1, lags)
+        }
         Method::Cra => {
             let mut responses = Vec::new();
             let mut n = 0;

@@ -32,12 +32,27 @@ pub struct Grid {
 impl Grid {
     /// The largest t0 of the grid: every candidate uses the rows from here.
     pub fn t0(&self) -> usize {
-        (*self.na.end()).max(self.nk.end() + self.nb.end() - 1)
+        (*self.na.end()).max(
+            self.nk
+                .end()
+                .saturating_add(*self.nb.end())
+                .saturating_sub(1),
+        )
     }
 
     /// Number of candidates.
     pub fn len(&self) -> usize {
-        self.na.clone().count() * self.nb.clone().count() * self.nk.clone().count()
+        // Saturating: a range may span all of usize (its count would overflow).
+        let n = |r: &RangeInclusive<usize>| {
+            if r.is_empty() {
+                0
+            } else {
+                (r.end() - r.start()).saturating_add(1)
+            }
+        };
+        n(&self.na)
+            .saturating_mul(n(&self.nb))
+            .saturating_mul(n(&self.nk))
     }
 
     /// Whether the grid is empty.
@@ -191,13 +206,17 @@ pub fn search(
     let prep = |x: &[f64], m: f64, s: f64| -> Vec<f64> { x.iter().map(|v| (v - m) / s).collect() };
     let mut means = Vec::new();
     let mut sds = Vec::new();
-    for x in std::iter::once(y).chain(us.iter().copied()) {
+    for (i, x) in std::iter::once(y).chain(us.iter().copied()).enumerate() {
         let m = stats::mean(&x[..n]);
         let sd = stats::variance(&x[..n]).sqrt();
         if sd == 0.0 {
-            return Err(ArxError::Singular(
-                "a column is constant: no order can be fitted".into(),
-            ));
+            let which = match i {
+                0 => "the output".to_string(),
+                i => format!("input {i} (in the order given)"),
+            };
+            return Err(ArxError::Singular(format!(
+                "{which} is constant over the rows searched: no order can be fitted"
+            )));
         }
         means.push(m);
         sds.push(sd);

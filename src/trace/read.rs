@@ -229,8 +229,27 @@ pub fn read_table_with(
         .with_context(|| format!("{label}: cannot read the header"))?
         .clone();
     let header_names: Vec<String> = header.iter().map(|h| h.trim().to_string()).collect();
+    if header_names.iter().all(String::is_empty) {
+        bail!("{label}: the file is empty: a trace starts with a header row naming its columns");
+    }
     let names = &choose(&header_names)?[..];
     let find = |name: &str| header.iter().position(|h| h.trim() == name);
+    for name in names.iter().chain([&opts.time_column]) {
+        let at: Vec<usize> = (0..header_names.len())
+            .filter(|&i| header_names[i] == *name)
+            .collect();
+        if at.len() > 1 {
+            bail!(
+                "{label}: column {name} appears {} times in the header (columns {}): which one \
+                 is meant cannot be told; rename the others",
+                at.len(),
+                at.iter()
+                    .map(|i| (i + 1).to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+    }
     let idx: Vec<Option<usize>> = names.iter().map(|n| find(n)).collect();
     let time_idx = find(&opts.time_column);
     let time_column_error = (time_idx.is_none() && opts.time_column != "time").then(|| {
@@ -532,6 +551,7 @@ fn prepare(
             bail!("{label}: --rates needs at least two rows");
         }
     }
+    check_magnitudes(&raw, names, opts.rates)?;
     let step = median_step(&raw.time).unwrap_or(1.0);
     // Place every row on the grid of the median step; a step of 1.5 grid steps or more is a
     // gap of missing samples, anything else off the grid by more than the tolerance is
@@ -725,6 +745,49 @@ fn prepare(
 }
 
 /// The sampling rate recorded in the trace's metadata sidecar (`FILE.meta.json`), if any.
+/// Largest magnitude a value may have: the analyses square and sum values (variances, the
+/// regressors' QR, correlations), and beyond this the sums of squares of even 10⁸ samples
+/// would overflow `f64` and turn every result into inf or NaN.
+pub const MAX_MAGNITUDE: f64 = 1e150;
+
+/// Refuses a column whose values are too large or too small to square (see
+/// [`MAX_MAGNITUDE`]); an all-zero column passes (it is constant, which the analyses name).
+fn check_magnitudes(raw: &Raw, names: &[String], rates: bool) -> anyhow::Result<()> {
+    for (col, name) in raw.values.iter().zip(names) {
+        let Some((i, peak)) = col
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| !v.is_nan())
+            .map(|(i, v)| (i, v.abs()))
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+        else {
+            continue;
+        };
+        let line = raw.lines[i];
+        let what = if rates && name.ends_with("_total") {
+            " (as a rate)"
+        } else {
+            ""
+        };
+        if peak > MAX_MAGNITUDE {
+            bail!(
+                "{}:{line}: column {name} reaches {peak:e}{what}: values above \
+                 {MAX_MAGNITUDE:e} overflow when squared and summed; give the column in larger \
+                 units",
+                raw.label
+            );
+        }
+        if peak > 0.0 && peak < 1.0 / MAX_MAGNITUDE {
+            bail!(
+                "{}:{line}: column {name} is at most {peak:e} in magnitude{what}: values this \
+                 small underflow when squared; give the column in smaller units",
+                raw.label
+            );
+        }
+    }
+    Ok(())
+}
+
 fn sidecar_rate(input: &str) -> Option<f64> {
     if input == "-" {
         return None;
