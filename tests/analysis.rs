@@ -456,6 +456,22 @@ fn gaps_are_refused_interpolated_or_split() {
         "{err}"
     );
     assert!(err.contains("--gaps interpolate"), "{err}");
+    // A gap of many rows is one place, with its count, not the same place repeated.
+    let long_gap: String = text
+        .lines()
+        .filter(|l| !(l.starts_with("1150,") || l.starts_with("1151,") || l.starts_with("1152,")))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let f2 = write_tmp(&dir, "long-gap.csv", &long_gap);
+    let (code, err) = run_err(&["xcorr", &f2, "-u", "u", "-y", "y", "-L", "5"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(
+            "6 missing sample(s) in u, y at line 52, line 53, a missing row after line 121, \
+             3 missing rows after line 150;"
+        ),
+        "{err}"
+    );
 
     let out = vmmon()
         .args([

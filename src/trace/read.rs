@@ -391,8 +391,9 @@ fn cell_value(
             ci + 1,
         ),
         Err(_) => bail!(
-            "{label}:{line}:{}: '{cell}' in column {name} is not a number",
+            "{label}:{line}:{}: '{}' in column {name} is not a number",
             ci + 1,
+            cell.escape_debug()
         ),
     }
 }
@@ -632,7 +633,23 @@ fn prepare(
     } else {
         match opts.gaps {
             Gaps::Error => {
-                let shown: Vec<String> = missing.iter().take(5).map(|&s| line_of(s)).collect();
+                // One place per gap: the missing rows of one gap all sit after one line.
+                let mut places: Vec<(String, usize)> = Vec::new();
+                for &slot in &missing {
+                    let place = line_of(slot);
+                    match places.last_mut() {
+                        Some((p, n)) if *p == place => *n += 1,
+                        _ => places.push((place, 1)),
+                    }
+                }
+                let shown: Vec<String> = places
+                    .iter()
+                    .take(5)
+                    .map(|(p, n)| match p.strip_prefix("a missing row after ") {
+                        Some(after) if *n > 1 => format!("{n} missing rows after {after}"),
+                        _ => p.clone(),
+                    })
+                    .collect();
                 let cols: Vec<&str> = names
                     .iter()
                     .zip(&grid)
@@ -645,7 +662,7 @@ fn prepare(
                     missing.len(),
                     cols.join(", "),
                     shown.join(", "),
-                    if missing.len() > 5 { ", …" } else { "" }
+                    if places.len() > 5 { ", …" } else { "" }
                 );
             }
             Gaps::Interpolate => {
