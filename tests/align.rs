@@ -681,6 +681,16 @@ fn errors_name_what_is_wrong() {
         "{err}"
     );
 
+    // Traces that overlap, but for less than one interval of the grid asked for.
+    let half: Vec<_> = a.iter().map(|(t, v)| (t + 0.5, v.clone())).collect();
+    let shifted = write_file(&dir, "shifted.csv", &trace(&["x"], &half));
+    let (code, err) = align_err(&[&hs, &format!("vm1={shifted}"), "--rate", "0.0001"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("no whole grid interval of 10000 s (--rate 0.0001 Hz) fits in it"),
+        "{err}"
+    );
+
     // Two columns of one name would be two output columns no one could tell apart.
     let dup = write_file(
         &dir,

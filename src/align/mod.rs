@@ -984,7 +984,7 @@ fn run_grid(
         for (i, t) in tracks.iter_mut().enumerate() {
             if !t.cell(lo, hi, &mut out[ranges[i].clone()])? {
                 if rows == 0 {
-                    return Err(no_overlap(sources, &tracks, i, origin));
+                    return Err(no_overlap(sources, &tracks, i, origin, rate_hz));
                 }
                 break 'grid;
             }
@@ -1017,11 +1017,29 @@ fn run_grid(
     })
 }
 
-fn no_overlap(sources: &[Planned], tracks: &[Track], ended: usize, origin: i64) -> anyhow::Error {
+fn no_overlap(
+    sources: &[Planned],
+    tracks: &[Track],
+    ended: usize,
+    origin: i64,
+    rate_hz: f64,
+) -> anyhow::Error {
     let late = (0..tracks.len())
         .max_by(|&a, &b| tracks[a].first.total_cmp(&tracks[b].first))
         .unwrap_or(0);
     let fmt = |t: f64| source::abs_time(t, origin);
+    let (from, to) = (tracks[late].first, tracks[ended].last_time());
+    if to > from {
+        // They overlap, but for less than one grid interval.
+        return anyhow::anyhow!(
+            "the traces overlap only from {} to {} ({:.6} s, after clock correction), and no \
+             whole grid interval of {} s (--rate {rate_hz} Hz) fits in it: use a higher rate",
+            fmt(from),
+            fmt(to),
+            to - from,
+            1.0 / rate_hz
+        );
+    }
     anyhow::anyhow!(
         "the traces do not overlap in time (after clock correction): {} ({}) ends at {} but \
          {} ({}) starts at {}",
