@@ -1208,6 +1208,30 @@ fn robustness_sweep_no_panics_hangs_or_false_results() {
         "{err}"
     );
 
+    // A model file with a byte-order mark loads; a "format" that is not a whole number is
+    // named as such (it was called missing).
+    let bom = dir.path().join("bom.json");
+    std::fs::write(
+        &bom,
+        format!(
+            "\u{feff}{}",
+            std::fs::read_to_string(&model).expect("model")
+        ),
+    )
+    .expect("write");
+    let (code, _, err) = run(&["reconstruct", bom.to_str().expect("utf-8"), &data]);
+    assert_eq!(code, 0, "{err}");
+    let mut odd = json.clone();
+    odd["format"] = serde_json::json!("1");
+    let oddf = dir.path().join("odd.json");
+    std::fs::write(&oddf, odd.to_string()).expect("write");
+    let (code, _, err) = run(&["reconstruct", oddf.to_str().expect("utf-8"), &data]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("\"format\": \"1\" is not a model format"),
+        "{err}"
+    );
+
     // A model with no inputs is refused on loading (validate indexed past its inputs).
     json["a"] = serde_json::json!([-0.5]);
     for k in ["inputs", "b", "b_sd"] {

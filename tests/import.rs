@@ -154,6 +154,10 @@ fn errors_name_the_field_at_fault() {
             Box::new(|d| *d = json!([1, 2])),
             "not a Prometheus API response",
         ),
+        (
+            Box::new(|d| *d = json!({"status": "error"})),
+            "status: the query failed (no reason given)",
+        ),
     ];
     for (edit, want) in cases {
         let (code, err) = import_edited(edit);
@@ -161,6 +165,24 @@ fn errors_name_the_field_at_fault() {
         assert!(err.contains("bad.json: "), "names the file: {err}");
         assert!(err.contains(want), "want {want:?} in {err}");
     }
+}
+
+#[test]
+fn a_byte_order_mark_is_skipped_and_warnings_are_escaped() {
+    let mut doc: Value =
+        serde_json::from_str(&std::fs::read_to_string(testdata("range.json")).expect("range.json"))
+            .expect("json");
+    doc["warnings"] = json!(["\u{1b}[31mred\u{1b}[0m"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let f = crate::util::write_file(&dir, "bom.json", &format!("\u{feff}{doc}"));
+    let (code, out, err) = run(&["import", &f]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("time,"), "{out}");
+    assert!(
+        !err.contains('\u{1b}'),
+        "a raw escape reached the terminal: {err:?}"
+    );
+    assert!(err.contains("\\u{1b}[31mred"), "{err}");
 }
 
 #[test]

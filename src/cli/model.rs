@@ -727,19 +727,28 @@ pub struct ReconstructArgs {
 pub fn load_model(path: &std::path::Path) -> anyhow::Result<Model> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read model {}", path.display()))?;
+    // A byte-order mark (an editor's) is not JSON.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
     let probe: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
-    let format = probe.get("format").and_then(serde_json::Value::as_u64);
-    match format {
-        Some(f) if f > u64::from(MODEL_FORMAT) => anyhow::bail!(
-            "{}: model format {f} is newer than this vmmon reads ({MODEL_FORMAT}); upgrade vmmon",
-            path.display()
-        ),
+        serde_json::from_str(text).with_context(|| format!("{} is not JSON", path.display()))?;
+    match probe.get("format") {
         None => anyhow::bail!(
             "{}: not a vmmon model (no \"format\" field)",
             path.display()
         ),
-        _ => {}
+        Some(f) => match f.as_u64() {
+            Some(f) if f > u64::from(MODEL_FORMAT) => anyhow::bail!(
+                "{}: model format {f} is newer than this vmmon reads ({MODEL_FORMAT}); upgrade \
+                 vmmon",
+                path.display()
+            ),
+            Some(f) if f >= 1 => {}
+            _ => anyhow::bail!(
+                "{}: \"format\": {f} is not a model format (a whole number from 1 to \
+                 {MODEL_FORMAT})",
+                path.display()
+            ),
+        },
     }
     let model: Model = serde_json::from_value(probe)
         .with_context(|| format!("{}: not a valid vmmon model", path.display()))?;

@@ -185,6 +185,8 @@ fn parse_labels(v: Option<&Value>, path: &str) -> anyhow::Result<BTreeMap<String
 /// Reads a Prometheus HTTP API response (`/api/v1/query_range`, or `/api/v1/query` for
 /// `vector` and `scalar` results); `label` names the input in messages.
 pub fn from_prometheus(text: &str, label: &str, opts: &NameOptions) -> anyhow::Result<Import> {
+    // A byte-order mark (some editors and Windows tools write one) is not JSON.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let root: Value =
         serde_json::from_str(text).with_context(|| format!("{label}: not a JSON document"))?;
     let Some(obj) = root.as_object() else {
@@ -197,17 +199,13 @@ pub fn from_prometheus(text: &str, label: &str, opts: &NameOptions) -> anyhow::R
     match obj.get("status").and_then(Value::as_str) {
         Some("success") => {}
         Some("error") => {
-            let field = |k: &str| {
-                obj.get(k)
-                    .and_then(Value::as_str)
-                    .unwrap_or("?")
-                    .to_string()
-            };
-            bail!(
-                "{label}: status: the query failed ({}: {})",
-                field("errorType"),
-                field("error")
-            );
+            let field = |k: &str| obj.get(k).and_then(Value::as_str).map(str::escape_debug);
+            match (field("errorType"), field("error")) {
+                (Some(t), Some(e)) => bail!("{label}: status: the query failed ({t}: {e})"),
+                (Some(t), None) => bail!("{label}: status: the query failed ({t})"),
+                (None, Some(e)) => bail!("{label}: status: the query failed ({e})"),
+                (None, None) => bail!("{label}: status: the query failed (no reason given)"),
+            }
         }
         Some(other) => bail!("{label}: status: \"{other}\" is neither \"success\" nor \"error\""),
         None => bail!(
@@ -220,7 +218,9 @@ pub fn from_prometheus(text: &str, label: &str, opts: &NameOptions) -> anyhow::R
         for w in w {
             notes.push(format!(
                 "{label}: Prometheus warned: {}",
-                w.as_str().map_or_else(|| w.to_string(), str::to_string)
+                // Escaped: a server's text must not drive the terminal (colour codes).
+                w.as_str()
+                    .map_or_else(|| w.to_string(), |s| s.escape_debug().to_string())
             ));
         }
     }
