@@ -424,3 +424,233 @@ fn device_selection_on_a_captured_tree() {
     assert_eq!(code, 0, "{err}");
     assert!(!header(&out).contains("eth0") && header(&out).contains("net_lo_"));
 }
+
+/// Regressions from the robustness sweep of the runtime commands (2026-12-07): a metadata
+/// path that replaced devices and symbolic links, panics on tiny rates, outputs that
+/// overwrote each other, and options refused only after the work (or never).
+#[test]
+fn runtime_sweep_regressions() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let at = |name: &str| dir.path().join(name).to_str().expect("utf-8").to_string();
+    let run = |args: &[&str]| {
+        let out = vmmon().args(args).output().expect("run vmmon");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+
+    // --meta through a symbolic link writes its target and keeps the link.
+    let target = at("target.json");
+    let link = at("link.json");
+    std::os::unix::fs::symlink(&target, &link).expect("symlink");
+    let (code, err) = run(&[
+        "record",
+        "-r",
+        "100",
+        "-n",
+        "2",
+        "-o",
+        &at("a.csv"),
+        "--meta",
+        &link,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let meta = std::fs::symlink_metadata(&link).expect("link");
+    assert!(meta.file_type().is_symlink(), "the link was replaced");
+    let text = std::fs::read_to_string(&target).expect("target written");
+    assert!(text.contains("\"rate_hz\""), "{text}");
+
+    // --meta on a device writes into it, never renames over it (that destroyed /dev/full).
+    if require_root("mknod a character device") {
+        let dev = at("mynull");
+        let made = Command::new("mknod")
+            .args([&dev, "c", "1", "3"])
+            .status()
+            .expect("mknod");
+        assert!(made.success());
+        let (code, err) = run(&[
+            "record",
+            "-r",
+            "100",
+            "-n",
+            "2",
+            "-o",
+            &at("b.csv"),
+            "--meta",
+            &dev,
+        ]);
+        assert_eq!(code, 0, "{err}");
+        use std::os::unix::fs::FileTypeExt;
+        let ft = std::fs::symlink_metadata(&dev).expect("dev").file_type();
+        assert!(ft.is_char_device(), "the device was replaced by a file");
+    }
+
+    let cases: Vec<(Vec<String>, i32, &str)> = vec![
+        // One file named for two outputs: the rows were lost to the summary.
+        (
+            vec![
+                "record",
+                "-n",
+                "2",
+                "-o",
+                &at("s.csv"),
+                "--meta",
+                &at("s.csv"),
+            ]
+            .into_iter()
+            .map(String::from)
+            .collect(),
+            2,
+            "-o and --meta both name",
+        ),
+        (
+            vec![
+                "load",
+                "const",
+                "0.1",
+                "-d",
+                "1s",
+                "--log",
+                &at("l.csv"),
+                "--json",
+                &at("l.csv"),
+            ]
+            .into_iter()
+            .map(String::from)
+            .collect(),
+            2,
+            "--log and --json both name",
+        ),
+        // Durations, rates and shapes that cannot be honoured.
+        (
+            ["load", "const", "0.5", "--slice", "5s", "-d", "1s"]
+                .map(String::from)
+                .to_vec(),
+            2,
+            "is longer than -d",
+        ),
+        (
+            ["load", "square", "--low", "2", "--high", "1", "-d", "1s"]
+                .map(String::from)
+                .to_vec(),
+            2,
+            "give low ≤ high",
+        ),
+        (
+            ["load", "sine", "--amplitude=-1", "-d", "1s"]
+                .map(String::from)
+                .to_vec(),
+            2,
+            "--amplitude -1",
+        ),
+        (
+            ["load", "square", "--period", "100ms", "-d", "1s"]
+                .map(String::from)
+                .to_vec(),
+            2,
+            "shorter than two slices",
+        ),
+        (
+            ["clock", "probe", "127.0.0.1:9", "-r", "1e-30", "-n", "2"]
+                .map(String::from)
+                .to_vec(),
+            2,
+            "--rate 0.000000000000000000000000000001",
+        ),
+        (
+            [
+                "clock",
+                "probe",
+                "127.0.0.1:9",
+                "--timeout",
+                "1e-9",
+                "-n",
+                "2",
+            ]
+            .map(String::from)
+            .to_vec(),
+            2,
+            "give seconds from 0.001 to 60",
+        ),
+        (
+            ["clock", "serve", "--listen", "999.1.1.1:1"]
+                .map(String::from)
+                .to_vec(),
+            2,
+            "--listen '999.1.1.1:1'",
+        ),
+        (
+            [
+                "probe",
+                "mesh",
+                "a=127.0.0.1:22310",
+                "b=127.0.0.1:22311",
+                "--timeout",
+                "1e-30",
+            ]
+            .map(String::from)
+            .to_vec(),
+            2,
+            "give seconds from 0.001",
+        ),
+        // The experiment computed 2/rate before its checks, and panicked.
+        (
+            vec!["experiment", "-o", &at("x1"), "--rate", "1e-30"]
+                .into_iter()
+                .map(String::from)
+                .collect(),
+            2,
+            "gives 0 samples; a model needs at least 10",
+        ),
+        (
+            vec!["experiment", "-o", &at("x2"), "--memory", "0"]
+                .into_iter()
+                .map(String::from)
+                .collect(),
+            2,
+            "--memory 0: a guest needs at least 64 MiB",
+        ),
+        (
+            vec![
+                "experiment",
+                "-o",
+                &at("x3"),
+                "--busybox",
+                "/nonexistent/busybox",
+            ]
+            .into_iter()
+            .map(String::from)
+            .collect(),
+            2,
+            "--busybox /nonexistent/busybox: no such file",
+        ),
+    ];
+    for (args, want, msg) in &cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (code, err) = run(&args);
+        assert_eq!(code, *want, "{args:?}: {err}");
+        assert!(
+            err.contains(msg) && !err.contains("panicked"),
+            "{args:?}: {err}"
+        );
+    }
+
+    // A --devices pattern that matches nothing is said, not silently an empty set.
+    let (code, err) = run(&[
+        "record",
+        "-r",
+        "100",
+        "-n",
+        "1",
+        "--devices",
+        "nosuchdevice0",
+        "-o",
+        &at("d.csv"),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("--devices nosuchdevice0: no block device or interface matches"),
+        "{err}"
+    );
+}

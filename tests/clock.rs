@@ -323,7 +323,7 @@ fn clock_errors_name_the_problem() {
         (vec!["probe", "no-port-here"], "cannot resolve no-port-here"),
         (vec!["probe", "127.0.0.1:1", "--rate", "0"], "--rate 0"),
         (vec!["probe", "127.0.0.1:1", "--burst", "0"], "--burst 0"),
-        (vec!["serve", "--listen", "nonsense"], "--listen nonsense"),
+        (vec!["serve", "--listen", "nonsense"], "--listen 'nonsense'"),
     ] {
         let out = vmmon().arg("clock").args(&args).output().expect("run");
         assert_eq!(out.status.code(), Some(2), "{args:?}");

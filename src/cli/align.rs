@@ -108,7 +108,7 @@ pub fn run(a: AlignArgs, command: Vec<String>) -> anyhow::Result<i32> {
     describe(&meta, &summary);
     let meta_path = a
         .meta
-        .or_else(|| a.output.as_deref().map(crate::trace::sidecar_path));
+        .or_else(|| a.output.as_deref().and_then(crate::trace::default_sidecar));
     if let Some(p) = meta_path {
         write_meta(&meta, &p)?;
     }
@@ -116,16 +116,9 @@ pub fn run(a: AlignArgs, command: Vec<String>) -> anyhow::Result<i32> {
 }
 
 fn write_meta(meta: &Metadata, path: &std::path::Path) -> anyhow::Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
     let text = serde_json::to_string_pretty(meta)? + "\n";
-    std::fs::write(&tmp, text)
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            anyhow::anyhow!("cannot write metadata {}: {e}", path.display())
-        })
+    crate::trace::write_replacing(path, &text)
+        .map_err(|e| anyhow::anyhow!("cannot write metadata {}: {e}", path.display()))
 }
 
 fn describe(meta: &Metadata, run: &RunSummary) {

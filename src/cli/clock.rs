@@ -95,7 +95,9 @@ fn describe_stats(s: &ServeStats) -> String {
 
 fn serve(a: ServeArgs) -> anyhow::Result<i32> {
     let stop = super::stop_flag()?;
-    let mut server = Server::bind(&a.listen).map_err(|e| {
+    // The address is checked as `vmmon serve` checks its own (a usage error, exit 2).
+    let addr = super::serve::parse_listen(&a.listen)?.to_string();
+    let mut server = Server::bind(&addr).map_err(|e| {
         if e.kind() == std::io::ErrorKind::InvalidInput {
             usage(format!(
                 "--listen {}: give IP:PORT, e.g. 127.0.0.1:{DEFAULT_PORT}",
@@ -133,18 +135,20 @@ struct ProbeSummary {
 }
 
 fn probe(a: ProbeArgs) -> anyhow::Result<i32> {
-    if !(a.rate.is_finite() && a.rate > 0.0 && a.rate <= 1000.0) {
+    // At least a burst a day (1/rate must be a time the clock can wait).
+    if !(a.rate.is_finite() && a.rate >= 1.0 / 86_400.0 && a.rate <= 1000.0) {
         return Err(usage(format!(
-            "--rate {}: give bursts per second in (0, 1000]",
+            "--rate {}: give bursts per second from 1/86400 (one a day) to 1000",
             a.rate
         )));
     }
-    if !(a.timeout.is_finite() && a.timeout > 0.0 && a.timeout <= 60.0) {
+    if !(a.timeout.is_finite() && a.timeout >= 1e-3 && a.timeout <= 60.0) {
         return Err(usage(format!(
-            "--timeout {}: give seconds in (0, 60]",
+            "--timeout {}: give seconds from 0.001 to 60",
             a.timeout
         )));
     }
+    super::distinct_outputs(("-o", a.out.as_deref()), ("--json", a.json.as_deref()))?;
     if a.burst == 0 || a.burst > 1000 {
         return Err(usage(format!("--burst {}: give 1 to 1000", a.burst)));
     }

@@ -178,6 +178,9 @@ pub fn run(a: ExperimentArgs) -> anyhow::Result<i32> {
     Ok(if errors.is_empty() { 0 } else { 1 })
 }
 
+/// The least guest memory accepted: the kernel and the initramfs need this much to boot.
+const MIN_MEMORY_MIB: u32 = 64;
+
 /// Records the run: the folder, or the exit code when stopped by a signal.
 fn record(a: &ExperimentArgs, stop: &AtomicUsize) -> anyhow::Result<Result<PathBuf, i32>> {
     let scenarios = experiment::scenario::select(&a.scenarios)?;
@@ -200,8 +203,9 @@ fn record(a: &ExperimentArgs, stop: &AtomicUsize) -> anyhow::Result<Result<PathB
             ))
             .into());
         }
+        // Two sampling periods; a rate no Duration can invert is refused by the checks below.
         let bit = a.bit.unwrap_or_else(|| {
-            Duration::from_secs_f64(if a.rate > 0.0 { 2.0 / a.rate } else { 2.0 })
+            Duration::try_from_secs_f64(2.0 / a.rate).unwrap_or(Duration::from_secs(2))
         });
         Load::Prbs {
             low: a.low,
@@ -218,9 +222,27 @@ fn record(a: &ExperimentArgs, stop: &AtomicUsize) -> anyhow::Result<Result<PathB
         AccelArg::Tcg => AccelChoice::Tcg,
         AccelArg::Kvm => AccelChoice::Kvm,
     };
+    if let Some(m) = a.memory
+        && m < MIN_MEMORY_MIB
+    {
+        return Err(UsageError(format!(
+            "--memory {m}: a guest needs at least {MIN_MEMORY_MIB} MiB"
+        ))
+        .into());
+    }
     opts.memory_mib = a.memory;
+    if !a.busybox.is_file() {
+        return Err(UsageError(format!(
+            "--busybox {}: no such file (a static busybox: Debian's busybox-static)",
+            a.busybox.display()
+        ))
+        .into());
+    }
     opts.busybox = a.busybox.clone();
     if let Some(c) = &a.cache {
+        if c.exists() && !c.is_dir() {
+            return Err(UsageError(format!("--cache {}: not a folder", c.display())).into());
+        }
         opts.cache = c.clone();
     }
     opts.echo = a.echo;

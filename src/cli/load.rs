@@ -277,6 +277,27 @@ pub struct ConstArgs {
     common: Common,
 }
 
+/// Refuses a low level above the high one (the shape would be inverted, not what was asked).
+fn ordered_levels(low: f64, high: f64) -> anyhow::Result<()> {
+    if low > high {
+        return Err(usage(format!("--low {low} --high {high}: give low ≤ high")));
+    }
+    Ok(())
+}
+
+/// Refuses a wave period the slices cannot draw: under two slices a period, a square wave
+/// aliases to a constant.
+fn resolved(name: &str, period: Duration, slice: Duration) -> anyhow::Result<()> {
+    if period < 2 * slice {
+        return Err(usage(format!(
+            "{name} {period:?} is shorter than two slices ({:?}): the wave cannot be drawn; \
+             give a longer period or a shorter --slice",
+            2 * slice
+        )));
+    }
+    Ok(())
+}
+
 fn level(name: &str, v: f64) -> anyhow::Result<f64> {
     if v.is_finite() && v >= 0.0 {
         Ok(v)
@@ -290,6 +311,12 @@ fn slices(timing: &Timing) -> anyhow::Result<(Duration, usize)> {
         return Err(usage(format!(
             "--slice {:?}: at least 10ms (a scheduling quantum)",
             timing.slice
+        )));
+    }
+    if timing.slice > timing.duration {
+        return Err(usage(format!(
+            "--slice {:?} is longer than -d {:?}: the load runs whole slices",
+            timing.slice, timing.duration
         )));
     }
     let n = (timing.duration.as_secs_f64() / timing.slice.as_secs_f64()).round() as usize;
@@ -308,6 +335,18 @@ fn open_log(path: Option<&std::path::Path>, header: &[u8]) -> anyhow::Result<Opt
 
 /// Runs `vmmon load …`.
 pub fn run(cmd: LoadCommand) -> anyhow::Result<i32> {
+    let common = match &cmd {
+        LoadCommand::Play(a) => &a.common,
+        LoadCommand::Const(a) => &a.common,
+        LoadCommand::Prbs(a) => &a.common,
+        LoadCommand::Step(a) => &a.common,
+        LoadCommand::Square(a) => &a.common,
+        LoadCommand::Sine(a) => &a.common,
+    };
+    super::distinct_outputs(
+        ("--log", common.log.as_deref()),
+        ("--json", common.json.as_deref()),
+    )?;
     let (pattern, slice, n, common, what) = match cmd {
         LoadCommand::Play(a) => {
             let format = a.format.unwrap_or(if trace::is_csv(&a.trace) {
@@ -316,9 +355,13 @@ pub fn run(cmd: LoadCommand) -> anyhow::Result<i32> {
                 Format::Binary
             });
             if let Some(p) = a.period
-                && !(p.is_finite() && p > 0.0)
+                && !(p.is_finite() && (trace::MIN_PERIOD..=trace::MAX_PERIOD).contains(&p))
             {
-                return Err(usage(format!("--period {p}: give seconds > 0")));
+                return Err(usage(format!(
+                    "--period {p}: give seconds from {} to {}",
+                    trace::MIN_PERIOD,
+                    trace::MAX_PERIOD
+                )));
             }
             if !(a.tau.is_finite() && a.tau > 0.0) {
                 return Err(usage(format!("--tau {}: give seconds > 0", a.tau)));
@@ -341,6 +384,13 @@ pub fn run(cmd: LoadCommand) -> anyhow::Result<i32> {
             let slice = Duration::from_secs_f64(tr.period);
             let mut n = x.len();
             if let Some(d) = a.duration {
+                if d.as_secs_f64() < tr.period {
+                    return Err(usage(format!(
+                        "-d {d:?} is shorter than one sample of the trace ({} s): the load \
+                         plays whole samples",
+                        tr.period
+                    )));
+                }
                 n = n.min((d.as_secs_f64() / tr.period).round().max(1.0) as usize);
             }
             let what = format!(
@@ -360,6 +410,7 @@ pub fn run(cmd: LoadCommand) -> anyhow::Result<i32> {
         }
         LoadCommand::Prbs(a) => {
             let (slice, n) = slices(&a.timing)?;
+            ordered_levels(a.low, a.high)?;
             let bit = a.bit.as_secs_f64();
             if bit < slice.as_secs_f64() {
                 return Err(usage(format!(
@@ -395,6 +446,8 @@ pub fn run(cmd: LoadCommand) -> anyhow::Result<i32> {
         }
         LoadCommand::Square(a) => {
             let (slice, n) = slices(&a.timing)?;
+            ordered_levels(a.low, a.high)?;
+            resolved("--period", a.period, slice)?;
             let p = Pattern::Square {
                 low: level("low", a.low)?,
                 high: level("high", a.high)?,
@@ -411,9 +464,13 @@ pub fn run(cmd: LoadCommand) -> anyhow::Result<i32> {
         LoadCommand::Sine(a) => {
             let (slice, n) = slices(&a.timing)?;
             level("mean", a.mean)?;
-            if !a.amplitude.is_finite() {
-                return Err(usage("--amplitude must be a number".into()));
+            if !(a.amplitude.is_finite() && a.amplitude >= 0.0) {
+                return Err(usage(format!(
+                    "--amplitude {}: give a number ≥ 0 (the wave swings mean ± amplitude)",
+                    a.amplitude
+                )));
             }
+            resolved("--period", a.period, slice)?;
             let p = Pattern::Sine {
                 mean: a.mean,
                 amplitude: a.amplitude,

@@ -185,6 +185,33 @@ fn stop_flag() -> anyhow::Result<std::sync::Arc<std::sync::atomic::AtomicUsize>>
     Ok(stop)
 }
 
+/// Refuses (usage error) two outputs of one command that name the same file: the second
+/// write would replace the first (a recording's rows by its summary).
+fn distinct_outputs(
+    a: (&str, Option<&std::path::Path>),
+    b: (&str, Option<&std::path::Path>),
+) -> anyhow::Result<()> {
+    let (Some(pa), Some(pb)) = (a.1, b.1) else {
+        return Ok(());
+    };
+    let same = pa == pb
+        || matches!(
+            (std::fs::canonicalize(pa), std::fs::canonicalize(pb)),
+            (Ok(x), Ok(y)) if x == y
+        );
+    // Devices (/dev/null) may take both.
+    let special = std::fs::metadata(pa).is_ok_and(|m| !m.is_file());
+    if same && !special {
+        return Err(analyze::usage(format!(
+            "{} and {} both name {}: the second would overwrite the first",
+            a.0,
+            b.0,
+            pa.display()
+        )));
+    }
+    Ok(())
+}
+
 /// Writes `value` to `path` as pretty JSON with a final newline.
 fn write_json(path: &std::path::Path, value: &impl serde::Serialize) -> anyhow::Result<()> {
     use anyhow::Context as _;

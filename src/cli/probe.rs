@@ -157,9 +157,13 @@ pub fn run(cmd: ProbeCommand) -> anyhow::Result<i32> {
 }
 
 /// Checks that `v` is a number of seconds in (0, max].
+/// A time option in seconds, from a millisecond (what sockets and the agents' protocol
+/// resolve; less rounds to a zero timeout) to `max`.
 fn seconds(option: &str, v: f64, max: f64) -> anyhow::Result<Duration> {
-    if !(v.is_finite() && v > 0.0 && v <= max) {
-        return Err(usage(format!("{option} {v}: give seconds in (0, {max}]")));
+    if !(v.is_finite() && (1e-3..=max).contains(&v)) {
+        return Err(usage(format!(
+            "{option} {v}: give seconds from 0.001 to {max}"
+        )));
     }
     Ok(Duration::from_secs_f64(v))
 }

@@ -274,14 +274,26 @@ pub fn run(args: RecordArgs, command: Vec<String>) -> anyhow::Result<i32> {
         )
         .into());
     }
+    super::distinct_outputs(
+        ("-o", args.output.as_deref()),
+        ("--meta", args.meta.as_deref()),
+    )?;
     let mut recorder = Recorder::new(config)?;
     let meta_path = args.meta.clone().or_else(|| {
         (!to_stdout)
-            .then(|| args.output.as_deref().map(trace::sidecar_path))
+            .then(|| args.output.as_deref().and_then(trace::default_sidecar))
             .flatten()
     });
     let start_wall = crate::record::realtime();
     let mut meta = recorder.metadata(start_wall, command);
+    if !args.devices.is_empty() && meta.devices.values().all(Vec::is_empty) {
+        // A typo would otherwise record no device at all, silently.
+        eprintln!(
+            "vmmon: warning: --devices {}: no block device or interface matches; the trace \
+             has no disk or network columns",
+            args.devices.join(",")
+        );
+    }
     let mut sink: Box<dyn RowSink> = if to_stdout {
         Box::new(StdoutRows)
     } else {

@@ -253,7 +253,9 @@ pub fn run(a: TrafficArgs, command: Vec<String>) -> anyhow::Result<i32> {
             overflow_packets: report.overflow.packets,
             notes: &report.notes,
         };
-        super::write_json(&crate::trace::sidecar_path(p), &summary)?;
+        if let Some(side) = crate::trace::default_sidecar(p) {
+            super::write_json(&side, &summary)?;
+        }
     }
     Ok(report.signal.map_or(0, |s| 128 + s as i32))
 }

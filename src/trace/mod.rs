@@ -253,19 +253,51 @@ pub fn sidecar_path(trace: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// The sidecar a trace written to `output` gets by default: none when `output` is not a
+/// regular file (`-o /dev/null`, a FIFO), since `/dev/null.meta.json` is debris nobody asked
+/// for; `--meta` still names one explicitly.
+pub fn default_sidecar(output: &Path) -> Option<PathBuf> {
+    match std::fs::metadata(output) {
+        Ok(m) if !m.is_file() => None,
+        _ => Some(sidecar_path(output)),
+    }
+}
+
+/// Writes `text` as the content of `path` without a reader ever seeing half of it: to a
+/// temporary file renamed over it. A symbolic link is followed (its target is replaced,
+/// not the link), and a path that is not a regular file (`/dev/null`, `/dev/stdout`, a
+/// FIFO) is written in place: renaming over a device would destroy it.
+pub fn write_replacing(path: &Path, text: &str) -> std::io::Result<()> {
+    let target = match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => std::fs::canonicalize(path).or_else(|_| {
+            // A dangling link: its target, relative to the link's folder.
+            let to = std::fs::read_link(path)?;
+            Ok::<_, std::io::Error>(path.parent().unwrap_or(Path::new(".")).join(to))
+        })?,
+        _ => path.to_path_buf(),
+    };
+    if let Ok(m) = std::fs::metadata(&target)
+        && !m.is_file()
+    {
+        return std::fs::write(&target, text);
+    }
+    let mut tmp = target.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, text)
+        .and_then(|()| std::fs::rename(&tmp, &target))
+        .inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })
+}
+
 impl Metadata {
-    /// Writes the metadata to `path` atomically (a reader never sees half a file).
+    /// Writes the metadata to `path` atomically (a reader never sees half a file); see
+    /// [`write_replacing`].
     pub fn write(&self, path: &Path) -> anyhow::Result<()> {
-        let mut tmp = path.as_os_str().to_owned();
-        tmp.push(".tmp");
-        let tmp = PathBuf::from(tmp);
-        let text = serde_json::to_string_pretty(self)?;
-        std::fs::write(&tmp, text + "\n")
-            .and_then(|()| std::fs::rename(&tmp, path))
-            .map_err(|e| {
-                let _ = std::fs::remove_file(&tmp);
-                anyhow::anyhow!("cannot write metadata {}: {e}", path.display())
-            })
+        let text = serde_json::to_string_pretty(self)? + "\n";
+        write_replacing(path, &text)
+            .map_err(|e| anyhow::anyhow!("cannot write metadata {}: {e}", path.display()))
     }
 }
 
