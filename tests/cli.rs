@@ -596,10 +596,19 @@ fn runtime_sweep_regressions() {
         ),
         // The experiment computed 2/rate before its checks, and panicked.
         (
-            vec!["experiment", "-o", &at("x1"), "--rate", "1e-30"]
-                .into_iter()
-                .map(String::from)
-                .collect(),
+            // Any existing file stands for busybox: the rate is checked after it.
+            vec![
+                "experiment",
+                "-o",
+                &at("x1"),
+                "--rate",
+                "1e-30",
+                "--busybox",
+                env!("CARGO_BIN_EXE_vmmon"),
+            ]
+            .into_iter()
+            .map(String::from)
+            .collect(),
             2,
             "gives 0 samples; a model needs at least 10",
         ),
