@@ -1155,6 +1155,11 @@ fn robustness_sweep_no_panics_hangs_or_false_results() {
         );
     }
 
+    // A horizon beyond the data is said to be capped.
+    let (code, _, err) = run(&["validate", m, &data, "--horizon", "100000"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("--horizon 100000 is beyond the"), "{err}");
+
     // A bad --validate is refused before the model is printed.
     let (code, out, err) = run(&[
         "fit",

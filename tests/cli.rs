@@ -645,6 +645,28 @@ fn runtime_sweep_regressions() {
         );
     }
 
+    // Pid 0 is no process; an existing file is no run folder: usage errors.
+    let (code, err) = run(&["record", "--vm-pid", "0", "-n", "1"]);
+    assert_eq!(code, 2, "{err}");
+    let file = at("a.csv");
+    let (code, err) = run(&[
+        "experiment",
+        "-o",
+        &file,
+        "--busybox",
+        env!("CARGO_BIN_EXE_vmmon"),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("a file, not a folder"), "{err}");
+    // A zero load's error is an amount, not a percentage of zero (+314100000.0%).
+    let (code, err) = run(&["load", "const", "0", "-d", "200ms"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("CPU s (+") || err.contains("CPU s (-"),
+        "{err}"
+    );
+    assert!(!err.contains('%'), "{err}");
+
     // A --devices pattern that matches nothing is said, not silently an empty set.
     let (code, err) = run(&[
         "record",

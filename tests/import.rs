@@ -158,6 +158,14 @@ fn errors_name_the_field_at_fault() {
             Box::new(|d| *d = json!({"status": "error"})),
             "status: the query failed (no reason given)",
         ),
+        (
+            Box::new(|d| {
+                for s in d["data"]["result"].as_array_mut().expect("result") {
+                    s["values"] = json!([]);
+                }
+            }),
+            "series but no points",
+        ),
     ];
     for (edit, want) in cases {
         let (code, err) = import_edited(edit);

@@ -576,10 +576,20 @@ fn play(
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
-    let pct =
-        100.0 * (summary.delivered_cpu_s - summary.target_cpu_s) / summary.target_cpu_s.max(1e-9);
+    // A relative error means nothing for a zero target: the difference is given instead.
+    let off = if summary.target_cpu_s > 0.0 {
+        format!(
+            "{:+.1}%",
+            100.0 * (summary.delivered_cpu_s - summary.target_cpu_s) / summary.target_cpu_s
+        )
+    } else {
+        format!(
+            "{:+.3} CPU s",
+            summary.delivered_cpu_s - summary.target_cpu_s
+        )
+    };
     eprintln!(
-        "vmmon load: target {:.3} CPU s, delivered {:.3} CPU s ({pct:+.1}%), wall {:.3} s \
+        "vmmon load: target {:.3} CPU s, delivered {:.3} CPU s ({off}), wall {:.3} s \
          (nominal {:.3} s)",
         summary.target_cpu_s, summary.delivered_cpu_s, summary.wall_s, summary.nominal_s
     );

@@ -419,6 +419,15 @@ pub fn validate(mut a: ValidateArgs) -> anyhow::Result<i32> {
         eprintln!("vmmon: warning: the model is unstable: its free-run simulation diverges");
     }
     let v = model.validate(&seg.columns[k], &us, a.horizon)?;
+    if v.horizon < a.horizon {
+        eprintln!(
+            "vmmon: note: --horizon {} is beyond the {} samples judged; {} steps ahead is \
+             already the free-run simulation",
+            a.horizon,
+            v.n - v.t0,
+            v.horizon
+        );
+    }
     eprint!("{}", describe_validation(&v, &model.inputs));
     let cell = |x: f64| {
         if x.is_nan() {

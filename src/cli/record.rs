@@ -115,7 +115,7 @@ pub struct VmArgs {
     vms: bool,
 
     /// These processes are the VMs (comma-separated pids; implies --vms).
-    #[arg(long, value_delimiter = ',', value_name = "PID")]
+    #[arg(long, value_delimiter = ',', value_name = "PID", value_parser = clap::value_parser!(u32).range(1..))]
     vm_pid: Vec<u32>,
 
     /// Processes whose name (`comm`) matches this regular expression are VMs (implies

@@ -394,6 +394,13 @@ fn prepare_out(out: &Path) -> anyhow::Result<()> {
         ))
         .into());
     }
+    if out.exists() && !out.is_dir() {
+        return Err(crate::record::UsageError(format!(
+            "-o {}: a file, not a folder; the run writes a folder of traces and a report",
+            out.display()
+        ))
+        .into());
+    }
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))
 }
 

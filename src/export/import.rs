@@ -310,6 +310,13 @@ pub fn from_prometheus(text: &str, label: &str, opts: &NameOptions) -> anyhow::R
     if series.is_empty() {
         bail!("{label}: data.result: the query returned no series");
     }
+    if series.iter().all(|s| s.points.is_empty()) {
+        bail!(
+            "{label}: data.result: the query returned {} series but no points (a range with \
+             no samples?)",
+            series.len()
+        );
+    }
     let names = name_series(&series, opts, &mut notes, label);
     let table = align(&series, names);
     let empty_points = table
