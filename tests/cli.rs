@@ -667,6 +667,27 @@ fn runtime_sweep_regressions() {
     );
     assert!(!err.contains('%'), "{err}");
 
+    // Metadata that cannot be written at the start leaves no empty trace behind.
+    let left = at("left.csv");
+    let (code, err) = run(&[
+        "record",
+        "-n",
+        "2",
+        "-o",
+        &left,
+        "--meta",
+        "/nonexistent/dir/m.json",
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("cannot write metadata /nonexistent/dir/m.json"),
+        "{err}"
+    );
+    assert!(
+        !std::path::Path::new(&left).exists(),
+        "an empty {left} was left behind"
+    );
+
     // A --devices pattern that matches nothing is said, not silently an empty set.
     let (code, err) = run(&[
         "record",

@@ -594,6 +594,13 @@ fn serve_on_an_address_in_use_says_which() {
         "{}",
         stderr(&out)
     );
+    // The reason once, not repeated by the error chain.
+    assert_eq!(
+        stderr(&out).matches("Address already in use").count(),
+        1,
+        "{}",
+        stderr(&out)
+    );
     drop(tcp);
     let udp = UdpSocket::bind("127.0.0.1:0").expect("bind");
     let addr = udp.local_addr().expect("addr").to_string();

@@ -304,8 +304,17 @@ pub fn run(args: RecordArgs, command: Vec<String>) -> anyhow::Result<i32> {
             Box::new(FileRows::create(path)?)
         }
     };
-    if let Some(p) = &meta_path {
-        meta.write(p)?;
+    if let Some(p) = &meta_path
+        && let Err(e) = meta.write(p)
+    {
+        // Nothing was recorded: leave no empty trace behind (a full disk, a bad --meta).
+        if let Some(out) = args.output.as_ref().filter(|_| !to_stdout) {
+            drop(sink);
+            if std::fs::metadata(out).is_ok_and(|m| m.is_file() && m.len() == 0) {
+                let _ = std::fs::remove_file(out);
+            }
+        }
+        return Err(e);
     }
 
     let bar = recorder

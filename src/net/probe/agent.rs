@@ -225,7 +225,7 @@ pub enum BindError {
     #[error("--listen {0}: give IP:PORT, e.g. 127.0.0.1:{port}", port = super::DEFAULT_PORT)]
     Address(String),
     /// The TCP port could not be bound.
-    #[error("cannot listen on {addr} (TCP): {source}")]
+    #[error("cannot listen on {addr} (TCP)")]
     Tcp {
         /// The address.
         addr: String,
@@ -233,7 +233,7 @@ pub enum BindError {
         source: io::Error,
     },
     /// The UDP port could not be bound.
-    #[error("cannot listen on {addr} (UDP): {source}")]
+    #[error("cannot listen on {addr} (UDP)")]
     Udp {
         /// The address.
         addr: String,
