@@ -995,6 +995,14 @@ fn order_stable_passes_over_unstable_candidates() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+/// `CMD FILE -u u -y y` with ARX(1, 1, 1) and `extra` options.
+fn arx1<'a>(cmd: &'a str, file: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut a = vec![cmd, file, "-u", "u", "-y", "y"];
+    a.extend(["--poles", "1", "--zeros", "1", "--delay", "1"]);
+    a.extend_from_slice(extra);
+    a
+}
+
 /// Regressions from the robustness sweep of 2026-12-07: each of these panicked, hung, exited
 /// with the wrong code, or gave a result that could not be trusted (NaN, inf, a false pass).
 #[test]
@@ -1037,13 +1045,7 @@ fn robustness_sweep_no_panics_hangs_or_false_results() {
     let cases: Vec<(Vec<&str>, i32, &str)> = vec![
         // Values whose squares overflow or underflow: fit panicked in the SVD, FIR least
         // squares spun for ever, xcorr wrote NaN with exit 0.
-        (
-            vec![
-                "fit", &big, "-u", "u", "-y", "y", "--poles", "1", "--zeros", "1", "--delay", "1",
-            ],
-            1,
-            "column u reaches",
-        ),
+        (arx1("fit", &big, &[]), 1, "column u reaches"),
         (
             vec![
                 "impulse", &big, "-u", "u", "-y", "y", "-M", "2", "--method", "fir",
@@ -1105,30 +1107,12 @@ fn robustness_sweep_no_panics_hangs_or_false_results() {
             "input column u is given twice",
         ),
         (
-            vec![
-                "order",
-                &data,
-                "-u",
-                "u",
-                "-y",
-                "y",
-                "--poles",
-                "1",
-                "--zeros",
-                "1",
-                "--delay",
-                "1",
-                "--criterion",
-                "val",
-            ],
+            arx1("order", &data, &["--criterion", "val"]),
             2,
             "--criterion val ranks on validation data",
         ),
         (
-            vec![
-                "order", &constant, "-u", "u", "-y", "y", "--poles", "1", "--zeros", "1",
-                "--delay", "1",
-            ],
+            arx1("order", &constant, &[]),
             1,
             "column y is constant over the rows searched",
         ),
@@ -1161,22 +1145,7 @@ fn robustness_sweep_no_panics_hangs_or_false_results() {
     assert!(err.contains("--horizon 100000 is beyond the"), "{err}");
 
     // A bad --validate is refused before the model is printed.
-    let (code, out, err) = run(&[
-        "fit",
-        &data,
-        "-u",
-        "u",
-        "-y",
-        "y",
-        "--poles",
-        "1",
-        "--zeros",
-        "1",
-        "--delay",
-        "1",
-        "--validate",
-        "100%:",
-    ]);
+    let (code, out, err) = run(&arx1("fit", &data, &["--validate", "100%:"]));
     assert_eq!(code, 2, "{err}");
     assert!(out.is_empty(), "{out}");
 

@@ -486,80 +486,50 @@ fn runtime_sweep_regressions() {
         assert!(ft.is_char_device(), "the device was replaced by a file");
     }
 
-    let cases: Vec<(Vec<String>, i32, &str)> = vec![
+    let (same, log, vmmon_bin) = (at("s.csv"), at("l.csv"), env!("CARGO_BIN_EXE_vmmon"));
+    let (x1, x2, x3) = (at("x1"), at("x2"), at("x3"));
+    let cases: [(&[&str], i32, &str); 13] = [
         // One file named for two outputs: the rows were lost to the summary.
         (
-            vec![
-                "record",
-                "-n",
-                "2",
-                "-o",
-                &at("s.csv"),
-                "--meta",
-                &at("s.csv"),
-            ]
-            .into_iter()
-            .map(String::from)
-            .collect(),
+            &["record", "-n", "2", "-o", &same, "--meta", &same],
             2,
             "-o and --meta both name",
         ),
         (
-            vec![
-                "load",
-                "const",
-                "0.1",
-                "-d",
-                "1s",
-                "--log",
-                &at("l.csv"),
-                "--json",
-                &at("l.csv"),
-            ]
-            .into_iter()
-            .map(String::from)
-            .collect(),
+            &[
+                "load", "const", "0.1", "-d", "1s", "--log", &log, "--json", &log,
+            ],
             2,
             "--log and --json both name",
         ),
         // Durations, rates and shapes that cannot be honoured.
         (
-            ["load", "const", "0.5", "--slice", "5s", "-d", "1s"]
-                .map(String::from)
-                .to_vec(),
+            &["load", "const", "0.5", "--slice", "5s", "-d", "1s"],
             2,
             "is longer than -d",
         ),
         (
-            ["load", "square", "--low", "2", "--high", "1", "-d", "1s"]
-                .map(String::from)
-                .to_vec(),
+            &["load", "square", "--low", "2", "--high", "1", "-d", "1s"],
             2,
             "give low ≤ high",
         ),
         (
-            ["load", "sine", "--amplitude=-1", "-d", "1s"]
-                .map(String::from)
-                .to_vec(),
+            &["load", "sine", "--amplitude=-1", "-d", "1s"],
             2,
             "--amplitude -1",
         ),
         (
-            ["load", "square", "--period", "100ms", "-d", "1s"]
-                .map(String::from)
-                .to_vec(),
+            &["load", "square", "--period", "100ms", "-d", "1s"],
             2,
             "shorter than two slices",
         ),
         (
-            ["clock", "probe", "127.0.0.1:9", "-r", "1e-30", "-n", "2"]
-                .map(String::from)
-                .to_vec(),
+            &["clock", "probe", "127.0.0.1:9", "-r", "1e-30", "-n", "2"],
             2,
             "--rate 0.000000000000000000000000000001",
         ),
         (
-            [
+            &[
                 "clock",
                 "probe",
                 "127.0.0.1:9",
@@ -567,78 +537,56 @@ fn runtime_sweep_regressions() {
                 "1e-9",
                 "-n",
                 "2",
-            ]
-            .map(String::from)
-            .to_vec(),
+            ],
             2,
             "give seconds from 0.001 to 60",
         ),
         (
-            ["clock", "serve", "--listen", "999.1.1.1:1"]
-                .map(String::from)
-                .to_vec(),
+            &["clock", "serve", "--listen", "999.1.1.1:1"],
             2,
             "--listen '999.1.1.1:1'",
         ),
         (
-            [
+            &[
                 "probe",
                 "mesh",
                 "a=127.0.0.1:22310",
                 "b=127.0.0.1:22311",
                 "--timeout",
                 "1e-30",
-            ]
-            .map(String::from)
-            .to_vec(),
+            ],
             2,
             "give seconds from 0.001",
         ),
-        // The experiment computed 2/rate before its checks, and panicked.
+        // The experiment computed 2/rate before its checks, and panicked. Any existing
+        // file stands for busybox: the rate is checked after it.
         (
-            // Any existing file stands for busybox: the rate is checked after it.
-            vec![
+            &[
                 "experiment",
                 "-o",
-                &at("x1"),
+                &x1,
                 "--rate",
                 "1e-30",
                 "--busybox",
-                env!("CARGO_BIN_EXE_vmmon"),
-            ]
-            .into_iter()
-            .map(String::from)
-            .collect(),
+                vmmon_bin,
+            ],
             2,
             "gives 0 samples; a model needs at least 10",
         ),
         (
-            vec!["experiment", "-o", &at("x2"), "--memory", "0"]
-                .into_iter()
-                .map(String::from)
-                .collect(),
+            &["experiment", "-o", &x2, "--memory", "0"],
             2,
             "--memory 0: a guest needs at least 64 MiB",
         ),
         (
-            vec![
-                "experiment",
-                "-o",
-                &at("x3"),
-                "--busybox",
-                "/nonexistent/busybox",
-            ]
-            .into_iter()
-            .map(String::from)
-            .collect(),
+            &["experiment", "-o", &x3, "--busybox", "/nonexistent/busybox"],
             2,
             "--busybox /nonexistent/busybox: no such file",
         ),
     ];
-    for (args, want, msg) in &cases {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let (code, err) = run(&args);
-        assert_eq!(code, *want, "{args:?}: {err}");
+    for (args, want, msg) in cases {
+        let (code, err) = run(args);
+        assert_eq!(code, want, "{args:?}: {err}");
         assert!(
             err.contains(msg) && !err.contains("panicked"),
             "{args:?}: {err}"
@@ -649,13 +597,7 @@ fn runtime_sweep_regressions() {
     let (code, err) = run(&["record", "--vm-pid", "0", "-n", "1"]);
     assert_eq!(code, 2, "{err}");
     let file = at("a.csv");
-    let (code, err) = run(&[
-        "experiment",
-        "-o",
-        &file,
-        "--busybox",
-        env!("CARGO_BIN_EXE_vmmon"),
-    ]);
+    let (code, err) = run(&["experiment", "-o", &file, "--busybox", vmmon_bin]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("a file, not a folder"), "{err}");
     // A zero load's error is an amount, not a percentage of zero (+314100000.0%).

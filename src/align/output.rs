@@ -166,13 +166,6 @@ fn put(dst: &mut [u8], s: &[u8]) {
     }
 }
 
-/// Appends `us` microseconds as seconds with six decimals.
-pub fn push_micros(buf: &mut Vec<u8>, us: i64) {
-    let mut cell = [0u8; 28];
-    let n = micros(&mut cell, us);
-    buf.extend_from_slice(&cell[..n]);
-}
-
 /// Writes `us` microseconds as seconds with six decimals to the front of `out`; returns
 /// its length.
 fn micros(out: &mut [u8; 28], us: i64) -> usize {
@@ -311,9 +304,9 @@ mod tests {
             (i64::MIN, "-9223372036854.775808"),
             (i64::MAX, "9223372036854.775807"),
         ] {
-            let mut b = Vec::new();
-            push_micros(&mut b, us);
-            let text = String::from_utf8(b).expect("utf-8");
+            let mut cell = [0u8; 28];
+            let n = micros(&mut cell, us);
+            let text = String::from_utf8(cell[..n].to_vec()).expect("utf-8");
             assert_eq!(text, want);
             // What it says is the time: parsed back, within the f64 rounding of its digits.
             let back: f64 = text.parse().expect("a number");

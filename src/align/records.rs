@@ -258,29 +258,10 @@ impl Records {
             i += 1;
         }
         if self.eof && end > base {
-            let start = if n == 0 { base } else { self.ends[n - 1] + 1 };
-            let e = if end > start && self.buf[end - 1] == b'\r' {
-                end - 1
-            } else {
-                end
-            };
-            if n == 0 && e == start {
-                return Scan::Blank(end);
-            }
-            self.push_end(n, e);
-            return Scan::Record(end, 0);
+            // The last record, without a line break.
+            return self.end_record(n, end, end, 0);
         }
         Scan::More
-    }
-
-    /// Sets the end of field `n` (the last) and the field count.
-    fn push_end(&mut self, n: usize, e: usize) {
-        if n == self.ends.len() {
-            self.ends.push(e);
-        } else {
-            self.ends[n] = e;
-        }
-        self.fields = n + 1;
     }
 
     /// The plain scan met a `\n` or `"` at `at`, after `n` commas of the record.
@@ -289,6 +270,13 @@ impl Records {
         if self.buf[at] == b'"' {
             return Scan::Quoted;
         }
+        self.end_record(n, at, at + 1, 1)
+    }
+
+    /// Ends the record whose last field (after `n` commas) runs to `at` (a `\r` before it
+    /// dropped); the next record starts at `next`, `breaks` lines on. A record of one empty
+    /// field is a blank line.
+    fn end_record(&mut self, n: usize, at: usize, next: usize, breaks: u64) -> Scan {
         let start = if n == 0 {
             self.first
         } else {
@@ -300,10 +288,15 @@ impl Records {
             at
         };
         if n == 0 && e == start {
-            return Scan::Blank(at + 1);
+            return Scan::Blank(next);
         }
-        self.push_end(n, e);
-        Scan::Record(at + 1, 1)
+        if n == self.ends.len() {
+            self.ends.push(e);
+        } else {
+            self.ends[n] = e;
+        }
+        self.fields = n + 1;
+        Scan::Record(next, breaks)
     }
 
     /// Parses a record with quotes (RFC 4180, lenient as the `csv` crate: a quote inside an
@@ -325,9 +318,6 @@ impl Records {
         let s = &self.buf[self.pos..self.end];
         let mut st = St::FieldStart;
         let mut breaks = 0;
-        let end_field = |scratch: &mut Vec<u8>, ends: &mut Vec<usize>| {
-            ends.push(scratch.len());
-        };
         for (i, &b) in s.iter().enumerate() {
             match (st, b) {
                 (St::FieldStart, b'"') => st = St::Quoted,
@@ -343,14 +333,14 @@ impl Records {
                     self.scratch.push(b);
                 }
                 (_, b',') => {
-                    end_field(&mut self.scratch, &mut self.ends);
+                    self.ends.push(self.scratch.len());
                     st = St::FieldStart;
                 }
                 (_, b'\n') => {
                     if st == St::Unquoted && self.scratch.last() == Some(&b'\r') {
                         self.scratch.pop();
                     }
-                    end_field(&mut self.scratch, &mut self.ends);
+                    self.ends.push(self.scratch.len());
                     self.fields = self.ends.len();
                     return Scan::Record(self.pos + i + 1, breaks + 1);
                 }
@@ -364,7 +354,7 @@ impl Records {
             if st == St::Unquoted && self.scratch.last() == Some(&b'\r') {
                 self.scratch.pop();
             }
-            end_field(&mut self.scratch, &mut self.ends);
+            self.ends.push(self.scratch.len());
             self.fields = self.ends.len();
             return Scan::Record(self.end, breaks);
         }

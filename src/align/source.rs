@@ -111,8 +111,8 @@ pub fn unit_from_name(name: &str) -> &'static str {
 }
 
 /// Parses a number cell quickly: the common `[-]DIGITS[.DIGITS]` with at most 19 digits
-/// (leading zeros count) is converted exactly; anything else goes to the standard parser. Returns `None` for
-/// text that is not a number. A mantissa below 2^53 over a power of ten up to 10^22 is one
+/// (leading zeros count) is converted exactly; anything else goes to the standard parser.
+/// Returns `None` for text that is not a number. A mantissa below 2^53 over a power of ten up to 10^22 is one
 /// correctly rounded division of two exact `f64`s (as the standard parser's fast path); a
 /// larger one (the 16–17 digits of a full-precision fraction) is divided the same way and
 /// the result, at most an ulp off, is corrected by comparing it with the decimal exactly in

@@ -35,7 +35,7 @@ pub enum ClockCommand {
 pub struct ServeArgs {
     /// Address and UDP port to listen on (IP:PORT; port 0 picks a free one). Give 0.0.0.0 or
     /// the host's bridge address to let guests reach it.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:12300")]
+    #[arg(long, value_name = "ADDR", default_value_t = format!("127.0.0.1:{DEFAULT_PORT}"))]
     listen: String,
 }
 
@@ -97,16 +97,8 @@ fn serve(a: ServeArgs) -> anyhow::Result<i32> {
     let stop = super::stop_flag()?;
     // The address is checked as `vmmon serve` checks its own (a usage error, exit 2).
     let addr = super::serve::parse_listen(&a.listen)?.to_string();
-    let mut server = Server::bind(&addr).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::InvalidInput {
-            usage(format!(
-                "--listen {}: give IP:PORT, e.g. 127.0.0.1:{DEFAULT_PORT}",
-                a.listen
-            ))
-        } else {
-            anyhow::Error::new(e).context(format!("cannot listen on {}", a.listen))
-        }
-    })?;
+    let mut server = Server::bind(&addr)
+        .map_err(|e| anyhow::Error::new(e).context(format!("cannot listen on {}", a.listen)))?;
     eprintln!(
         "vmmon clock serve: listening on {} (UDP)",
         server.local_addr()?

@@ -335,18 +335,6 @@ fn open_log(path: Option<&std::path::Path>, header: &[u8]) -> anyhow::Result<Opt
 
 /// Runs `vmmon load …`.
 pub fn run(cmd: LoadCommand) -> anyhow::Result<i32> {
-    let common = match &cmd {
-        LoadCommand::Play(a) => &a.common,
-        LoadCommand::Const(a) => &a.common,
-        LoadCommand::Prbs(a) => &a.common,
-        LoadCommand::Step(a) => &a.common,
-        LoadCommand::Square(a) => &a.common,
-        LoadCommand::Sine(a) => &a.common,
-    };
-    super::distinct_outputs(
-        ("--log", common.log.as_deref()),
-        ("--json", common.json.as_deref()),
-    )?;
     let (pattern, slice, n, common, what) = match cmd {
         LoadCommand::Play(a) => {
             let format = a.format.unwrap_or(if trace::is_csv(&a.trace) {
@@ -500,6 +488,10 @@ fn play(
     common: Common,
     what: String,
 ) -> anyhow::Result<i32> {
+    super::distinct_outputs(
+        ("--log", common.log.as_deref()),
+        ("--json", common.json.as_deref()),
+    )?;
     if common.kind != Kind::Cpu {
         return play_io(pattern, slice, n, common, what);
     }

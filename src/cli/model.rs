@@ -208,9 +208,11 @@ pub fn fit(a: FitArgs) -> anyhow::Result<i32> {
         nk: per_input("delay", &a.delay, k)?,
     };
     no_detrend(&a.trace, "fit")?;
-    check_orders(&[("--poles", poles)])?;
-    check_orders(&[("--zeros", orders.nb.iter().copied().max().unwrap_or(0))])?;
-    check_orders(&[("--delay", orders.nk.iter().copied().max().unwrap_or(0))])?;
+    check_orders(&[
+        ("--poles", poles),
+        ("--zeros", orders.nb.iter().copied().max().unwrap_or(0)),
+        ("--delay", orders.nk.iter().copied().max().unwrap_or(0)),
+    ])?;
     super::analyze::check_model_columns(&a.input, output, true)?;
     let series = read_model_columns(&a.trace, &a.input, output)?;
     let seg = longest(&series)?;
@@ -759,14 +761,13 @@ pub fn load_model(path: &std::path::Path) -> anyhow::Result<Model> {
             ),
         },
     }
-    let model: Model = serde_json::from_value(probe)
+    let mut model: Model = serde_json::from_value(probe)
         .with_context(|| format!("{}: not a valid vmmon model", path.display()))?;
     model
         .check()
         .map_err(|e| anyhow::anyhow!("{}: model file inconsistent: {e}", path.display()))?;
     // Stability follows from the coefficients, whatever the file says of it (it may have
     // been edited): recompute it.
-    let mut model = model;
     model.pole_magnitudes = arx::poles(&model.a).iter().map(|p| p.norm()).collect();
     model.stable = model.pole_magnitudes.iter().all(|m| *m < 1.0);
     Ok(model)
@@ -789,6 +790,7 @@ pub fn reconstruct(mut a: ReconstructArgs) -> anyhow::Result<i32> {
     }
     let mut csv = format!("time,{}\n", model.output);
     let (mut estimated, mut overflowed) = (0usize, 0usize);
+    let t0 = model.orders.t0();
     for seg in &series.segments {
         let centred: Vec<Vec<f64>> = seg
             .columns
@@ -798,7 +800,6 @@ pub fn reconstruct(mut a: ReconstructArgs) -> anyhow::Result<i32> {
             .collect();
         let us: Vec<&[f64]> = centred.iter().map(Vec::as_slice).collect();
         let sim = model.simulate(&us, None);
-        let t0 = model.orders.t0();
         for (i, v) in sim.iter().enumerate() {
             let t = seg.start_time + i as f64 * series.step;
             let level = v + model.offsets.output;
@@ -819,7 +820,7 @@ pub fn reconstruct(mut a: ReconstructArgs) -> anyhow::Result<i32> {
             "{}: no row can be reconstructed: the model needs {} rows before its first \
              estimate, and the longest run of rows without a gap has {longest}",
             a.trace.data,
-            model.orders.t0()
+            t0
         );
     }
     if overflowed > 0 {

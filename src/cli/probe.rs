@@ -156,7 +156,6 @@ pub fn run(cmd: ProbeCommand) -> anyhow::Result<i32> {
     }
 }
 
-/// Checks that `v` is a number of seconds in (0, max].
 /// A time option in seconds, from a millisecond (what sockets and the agents' protocol
 /// resolve; less rounds to a zero timeout) to `max`.
 fn seconds(option: &str, v: f64, max: f64) -> anyhow::Result<Duration> {

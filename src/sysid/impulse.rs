@@ -191,7 +191,7 @@ pub fn cra(
 /// rows t = M..N−1, no intercept (detrend first).
 pub fn fir(
     inputs: &[(&str, &[f64])],
-    y: &[f64],
+    (output, y): (&str, &[f64]),
     lags: usize,
 ) -> Result<ImpulseEstimate, ImpulseError> {
     let n = inputs
@@ -219,7 +219,13 @@ pub fn fir(
         }
         scale.extend(std::iter::repeat_n(sd, lags + 1));
     }
-    let mut qr = BlockQr::new(d, &scale, stats::variance(&y[..n]).sqrt());
+    // As in correlation analysis: a constant output has no response to estimate (least
+    // squares would give all zeros with zero-width bounds).
+    let y_sd = stats::variance(&y[..n]).sqrt();
+    if y_sd == 0.0 {
+        return Err(ImpulseError::Constant(output.to_string()));
+    }
+    let mut qr = BlockQr::new(d, &scale, y_sd);
     let mut phi = vec![0.0; d];
     for t in lags..n {
         for (i, (_, u)) in inputs.iter().enumerate() {
@@ -273,18 +279,7 @@ pub fn estimate(
     prewhiten: usize,
 ) -> Result<ImpulseEstimate, ImpulseError> {
     match method {
-        Method::Fir => {
-            // As for correlation analysis: a constant output has no response to estimate
-            // (least squares would return all zeros with zero-width bounds).
-            let n = inputs
-                .iter()
-                .map(|(_, u)| u.len())
-                .fold(output.1.len(), usize::min);
-            if n > 0 && stats::variance(&output.1[..n]) == 0.0 {
-                return Err(ImpulseError::Constant(output.0.to_string()));
-            }
-            fir(inputs, output.1, lags)
-        }
+        Method::Fir => fir(inputs, output, lags),
         Method::Cra => {
             let mut responses = Vec::new();
             let mut n = 0;

@@ -609,15 +609,15 @@ fn prepare(
             grid[k][slots[i]] = *v;
         }
     }
-    let line_of = |slot: usize| -> String {
-        match slots.binary_search(&slot) {
-            Ok(i) => format!("line {}", raw.lines[i]),
-            Err(i) => format!(
-                "a missing row after line {}",
-                raw.lines[i.saturating_sub(1)]
-            ),
-        }
+    // Where a grid slot is in the file: `Ok(i)` the row read i-th, `Err(i)` a missing row
+    // after it; said for `n` slots in a row.
+    let place_of = |slot: usize| slots.binary_search(&slot).map_err(|i| i.saturating_sub(1));
+    let say = |place: Result<usize, usize>, n: usize| match place {
+        Ok(i) => format!("line {}", raw.lines[i]),
+        Err(i) if n > 1 => format!("{n} missing rows after line {}", raw.lines[i]),
+        Err(i) => format!("a missing row after line {}", raw.lines[i]),
     };
+    let line_of = |slot: usize| say(place_of(slot), 1);
     let missing: Vec<usize> = (0..grid_len)
         .filter(|&s| grid.iter().any(|c| c[s].is_nan()))
         .collect();
@@ -634,22 +634,15 @@ fn prepare(
         match opts.gaps {
             Gaps::Error => {
                 // One place per gap: the missing rows of one gap all sit after one line.
-                let mut places: Vec<(String, usize)> = Vec::new();
+                let mut places: Vec<(Result<usize, usize>, usize)> = Vec::new();
                 for &slot in &missing {
-                    let place = line_of(slot);
+                    let place = place_of(slot);
                     match places.last_mut() {
-                        Some((p, n)) if *p == place => *n += 1,
+                        Some((p, n)) if p.is_err() && *p == place => *n += 1,
                         _ => places.push((place, 1)),
                     }
                 }
-                let shown: Vec<String> = places
-                    .iter()
-                    .take(5)
-                    .map(|(p, n)| match p.strip_prefix("a missing row after ") {
-                        Some(after) if *n > 1 => format!("{n} missing rows after {after}"),
-                        _ => p.clone(),
-                    })
-                    .collect();
+                let shown: Vec<String> = places.iter().take(5).map(|&(p, n)| say(p, n)).collect();
                 let cols: Vec<&str> = names
                     .iter()
                     .zip(&grid)
@@ -761,7 +754,6 @@ fn prepare(
     })
 }
 
-/// The sampling rate recorded in the trace's metadata sidecar (`FILE.meta.json`), if any.
 /// Largest magnitude a value may have: the analyses square and sum values (variances, the
 /// regressors' QR, correlations), and beyond this the sums of squares of even 10⁸ samples
 /// would overflow `f64` and turn every result into inf or NaN.
@@ -805,6 +797,7 @@ fn check_magnitudes(raw: &Raw, names: &[String], rates: bool) -> anyhow::Result<
     Ok(())
 }
 
+/// The sampling rate recorded in the trace's metadata sidecar (`FILE.meta.json`), if any.
 fn sidecar_rate(input: &str) -> Option<f64> {
     if input == "-" {
         return None;
