@@ -302,6 +302,49 @@ fn rate_resampling_conserves_the_integral() {
 }
 
 #[test]
+fn constant_columns_stay_exactly_constant() {
+    // A rate or gauge that does not change is the same number in every cell, at any grid
+    // rate and phase: overlap weights that do not add up to the width exactly must not turn
+    // 95.3 into 95.30000000000001.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut u = uniforms(17);
+    let consts = [
+        95.3,
+        0.1,
+        7.77,
+        1234.5678,
+        33.333333333333336,
+        25276514304.0,
+    ];
+    let rows: Vec<_> = (0..1000)
+        .map(|i| {
+            let t = 0.1 * i as f64 + 0.0337 + 1e-4 * u();
+            (t, consts.iter().map(|&c| Some(c)).collect())
+        })
+        .collect();
+    let names = [
+        "a_pct",
+        "b_per_s",
+        "c_per_s",
+        "d_per_s",
+        "e_pct",
+        "mem_bytes",
+    ];
+    let src = write_file(&dir, "c.csv", &trace(&names, &rows));
+    for rate in ["10", "4", "2.5", "25", "7"] {
+        let (out, _) = align_ok(&[&format!("c={src}"), "--rate", rate]);
+        for (name, want) in names.iter().zip(consts) {
+            let col = out.col(&format!("c.{name}"));
+            let cells = col.iter().filter(|v| !v.is_nan()).count();
+            assert!(cells + 1 >= col.len(), "rate {rate} {name}: empty cells");
+            for v in col.iter().filter(|v| !v.is_nan()) {
+                assert!(*v == want, "rate {rate} {name}: {v:?}, not {want:?}");
+            }
+        }
+    }
+}
+
+#[test]
 fn gauges_and_totals_interpolate_to_closed_forms() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut u = uniforms(9);

@@ -50,6 +50,9 @@ pub struct Track {
     /// A real row waiting behind an inserted unknown stretch.
     pending: Option<f64>,
     next: Vec<f64>,
+    /// Per averaged column: the first value met in the cell, and the overlap-weighted sum of
+    /// the values' differences from it.
+    base: Vec<f64>,
     acc: Vec<f64>,
     unknown: Vec<bool>,
     /// Corrected time of the first row.
@@ -85,6 +88,7 @@ impl Track {
             cur,
             pending: None,
             next: vec![f64::NAN; n],
+            base: vec![f64::NAN; n],
             acc: vec![0.0; n],
             unknown: vec![false; n],
             first: t0,
@@ -133,8 +137,14 @@ impl Track {
     /// Computes the cell (lo, hi] into `out` (gauges at `hi`, rates averaged over the
     /// interval). False if the source ends before `hi`. Calls must come with increasing,
     /// contiguous intervals.
+    ///
+    /// A rate is averaged as its first value in the cell plus the weighted differences from
+    /// it, not as a weighted sum over the width: the weights need not add up to the width in
+    /// floating point, and a rate that does not change must come out exactly unchanged
+    /// (95.3, not 95.30000000000001).
     pub fn cell(&mut self, lo: f64, hi: f64, out: &mut [f64]) -> anyhow::Result<bool> {
         for &j in &self.averaged {
+            self.base[j] = f64::NAN;
             self.acc[j] = 0.0;
             self.unknown[j] = false;
         }
@@ -148,7 +158,10 @@ impl Track {
                     if v.is_nan() {
                         self.unknown[j] = true;
                     } else {
-                        self.acc[j] += v * w;
+                        if self.base[j].is_nan() {
+                            self.base[j] = v;
+                        }
+                        self.acc[j] += (v - self.base[j]) * w;
                     }
                 }
             }
@@ -161,12 +174,15 @@ impl Track {
                 // the microsecond, so a shortfall under 1 µs is not a missing row.
                 if hi - self.cur_t < 1e-6 {
                     // The row stands for the interval up to hi: its value covers the sliver
-                    // too, so a constant stays exactly constant.
+                    // too.
                     let sliver = hi - self.cur_t;
                     for &j in &self.averaged {
                         let v = self.cur[j];
                         if !v.is_nan() {
-                            self.acc[j] += v * sliver;
+                            if self.base[j].is_nan() {
+                                self.base[j] = v;
+                            }
+                            self.acc[j] += (v - self.base[j]) * sliver;
                         }
                     }
                     self.cur_t = hi;
@@ -187,7 +203,7 @@ impl Track {
                     if before_start || self.unknown[j] {
                         f64::NAN
                     } else {
-                        self.acc[j] / width
+                        self.base[j] + self.acc[j] / width
                     }
                 }
                 _ if exact => c,
