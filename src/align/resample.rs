@@ -143,25 +143,29 @@ impl Track {
     /// floating point, and a rate that does not change must come out exactly unchanged
     /// (95.3, not 95.30000000000001).
     pub fn cell(&mut self, lo: f64, hi: f64, out: &mut [f64]) -> anyhow::Result<bool> {
-        for &j in &self.averaged {
-            self.base[j] = f64::NAN;
-            self.acc[j] = 0.0;
-            self.unknown[j] = false;
-        }
+        // The first piece of the cell sets each rate's base; no per-column branch for it.
+        let mut first = true;
         loop {
             let a = self.prev_t.max(lo);
             let b = self.cur_t.min(hi);
             if b > a {
                 let w = b - a;
-                for &j in &self.averaged {
-                    let v = self.cur[j];
-                    if v.is_nan() {
-                        self.unknown[j] = true;
-                    } else {
-                        if self.base[j].is_nan() {
-                            self.base[j] = v;
+                if first {
+                    first = false;
+                    for &j in &self.averaged {
+                        let v = self.cur[j];
+                        self.base[j] = v;
+                        self.acc[j] = 0.0;
+                        self.unknown[j] = v.is_nan();
+                    }
+                } else {
+                    for &j in &self.averaged {
+                        let v = self.cur[j];
+                        if v.is_nan() {
+                            self.unknown[j] = true;
+                        } else {
+                            self.acc[j] += (v - self.base[j]) * w;
                         }
-                        self.acc[j] += (v - self.base[j]) * w;
                     }
                 }
             }
@@ -178,17 +182,25 @@ impl Track {
                     let sliver = hi - self.cur_t;
                     for &j in &self.averaged {
                         let v = self.cur[j];
-                        if !v.is_nan() {
-                            if self.base[j].is_nan() {
-                                self.base[j] = v;
-                            }
+                        if first {
+                            self.base[j] = v;
+                            self.acc[j] = 0.0;
+                            self.unknown[j] = false;
+                        } else if !v.is_nan() {
                             self.acc[j] += (v - self.base[j]) * sliver;
                         }
                     }
+                    first = false;
                     self.cur_t = hi;
                     break;
                 }
                 return Ok(false);
+            }
+        }
+        if first {
+            // No piece at all (a cell narrower than time's rounding): nothing is known.
+            for &j in &self.averaged {
+                self.unknown[j] = true;
             }
         }
         let exact = self.cur_t == hi;
