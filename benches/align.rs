@@ -13,8 +13,28 @@ use vmmon::align::{Options, Plan};
 const ROWS: u64 = 100_000;
 
 fn align(c: &mut Criterion) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let d = dir.path().to_str().expect("utf-8 path");
+    let mut g = c.benchmark_group("align");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(4 * ROWS));
+    // `real` replays the recorded trace (its runs of equal values); `shuffled` draws every
+    // cell anew (examples/align_traces.rs).
+    for mode in ["real", "shuffled"] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path().to_str().expect("utf-8 path");
+        let opts = traces(d, mode);
+        g.bench_function(format!("4x1e5_rows_40_cols_{mode}"), |b| {
+            b.iter(|| {
+                let plan = Plan::new(&opts).expect("plan");
+                let mut sink = CsvSink::new(Plain(std::io::sink()));
+                black_box(plan.run(&mut sink).expect("run").rows)
+            })
+        });
+    }
+    g.finish();
+}
+
+/// Writes the benchmark's files into `d` and returns the options aligning them.
+fn traces(d: &str, mode: &str) -> Options {
     // The example writes the same files the whole-command figures use.
     let status = Command::new(env!("CARGO"))
         .args([
@@ -25,28 +45,17 @@ fn align(c: &mut Criterion) {
             "align_traces",
             "--",
         ])
-        .args([d, &ROWS.to_string(), "real"])
+        .args([d, &ROWS.to_string(), mode])
         .status()
         .expect("cargo run --example align_traces");
     assert!(status.success());
-    let opts = Options {
+    Options {
         sources: ["host", "vm1", "vm2", "vm3"]
             .iter()
             .map(|n| format!("{n}={d}/{n}.csv").parse().expect("source"))
             .collect(),
         ..Options::default()
-    };
-    let mut g = c.benchmark_group("align");
-    g.sample_size(10);
-    g.throughput(Throughput::Elements(4 * ROWS));
-    g.bench_function("4x1e5_rows_40_cols", |b| {
-        b.iter(|| {
-            let plan = Plan::new(&opts).expect("plan");
-            let mut sink = CsvSink::new(Plain(std::io::sink()));
-            black_box(plan.run(&mut sink).expect("run").rows)
-        })
-    });
-    g.finish();
+    }
 }
 
 criterion_group!(benches, align);
