@@ -111,6 +111,17 @@ pub struct CsvSink<B: Blocks> {
     len: usize,
     rows: u64,
     num: zmij::Buffer,
+    /// Per column, the last value formatted and its text: a value that repeats the one above
+    /// (a steady gauge, an idle device's rate) is copied, not formatted again.
+    memo: Vec<Memo>,
+}
+
+/// A column's last formatted value (`bits` 0, +0.0, is never looked up: it has its own path).
+#[derive(Clone, Copy, Default)]
+struct Memo {
+    bits: u64,
+    len: usize,
+    text: [u8; 24],
 }
 
 impl<B: Blocks> CsvSink<B> {
@@ -122,6 +133,7 @@ impl<B: Blocks> CsvSink<B> {
             len: 0,
             rows: 0,
             num: zmij::Buffer::new(),
+            memo: Vec::new(),
         }
     }
 
@@ -226,19 +238,29 @@ impl<B: Blocks> GridSink for CsvSink<B> {
         let n = micros(&mut cell, time_us);
         self.buf[at..at + 28].copy_from_slice(&cell);
         at += n;
-        for v in values {
+        if self.memo.len() != values.len() {
+            self.memo = vec![Memo::default(); values.len()];
+        }
+        for (v, m) in values.iter().zip(self.memo.iter_mut()) {
             let dst = &mut self.buf[at..at + CELL_ROOM];
             dst[0] = b',';
             at += 1;
-            if v.to_bits() == 0 {
+            let bits = v.to_bits();
+            if bits == 0 {
                 // +0 (the commonest value), as the formatter would write it.
                 dst[1] = b'0';
                 at += 1;
+            } else if bits == m.bits {
+                dst[1..25].copy_from_slice(&m.text);
+                at += m.len;
             } else if v.is_finite() {
                 let s = self.num.format_finite(*v).as_bytes();
                 let s = s.strip_suffix(b".0").unwrap_or(s);
                 put(&mut dst[1..], s);
                 at += s.len();
+                m.text.copy_from_slice(&dst[1..25]);
+                m.len = s.len();
+                m.bits = bits;
             }
         }
         self.buf[at] = b'\n';
@@ -333,10 +355,15 @@ mod tests {
         {
             let mut sink = CsvSink::new(Plain(&mut out));
             sink.begin(&["a".into(), "b".into()]).expect("begin");
-            let mut sink2 = Vec::new();
+            let mut sink2: Vec<(i64, Vec<f64>)> = Vec::new();
             for r in 0..6000i64 {
+                // A third of the cells repeat the cell above (the sink copies those).
+                let above = sink2.last().map(|(_, v)| v.clone());
                 let vals: Vec<f64> = (0..cols)
-                    .map(|_| match next() % 7 {
+                    .map(|c| match next() % 7 {
+                        _ if next() % 3 == 0 && above.as_ref().is_some_and(|a| c < a.len()) => {
+                            above.as_ref().map_or(0.0, |a| a[c])
+                        }
                         0 => 0.0,
                         6 => {
                             let digits = 1 + next() % 12;
