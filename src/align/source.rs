@@ -117,7 +117,7 @@ pub fn unit_from_name(name: &str) -> &'static str {
 /// larger one (the 16–17 digits of a full-precision fraction) is divided the same way and
 /// the result, at most an ulp off, is corrected by comparing it with the decimal exactly in
 /// 128-bit integers.
-#[inline]
+#[inline(always)]
 pub fn parse_number(cell: &[u8]) -> Option<f64> {
     if cell == b"0" {
         return Some(0.0);
