@@ -38,7 +38,10 @@ impl Method {
 pub struct Track {
     reader: SourceReader,
     methods: Vec<Method>,
+    /// The columns averaged (rates), with their state in `rates` at the same position.
     averaged: Vec<usize>,
+    /// The columns read at a point (gauges, totals).
+    pointwise: Vec<usize>,
     period: f64,
     max_gap: f64,
     /// Start of the first row's interval: before it, rates are unknown.
@@ -50,15 +53,22 @@ pub struct Track {
     /// A real row waiting behind an inserted unknown stretch.
     pending: Option<f64>,
     next: Vec<f64>,
-    /// Per averaged column: the first value met in the cell, and the overlap-weighted sum of
-    /// the values' differences from it.
-    base: Vec<f64>,
-    acc: Vec<f64>,
-    unknown: Vec<bool>,
+    rates: Vec<Rate>,
     /// Corrected time of the first row.
     pub first: f64,
     /// Empty cells written, per column.
     pub empty: Vec<u64>,
+}
+
+/// An averaged column's cell in the making.
+#[derive(Debug, Clone, Copy, Default)]
+struct Rate {
+    /// The first value met in the cell.
+    base: f64,
+    /// The overlap-weighted sum of the values' differences from `base`.
+    acc: f64,
+    /// Part of the cell has no value.
+    unknown: bool,
 }
 
 impl Track {
@@ -75,10 +85,13 @@ impl Track {
         let Some(t0) = reader.next_row(&mut cur)? else {
             return Ok(None);
         };
-        let averaged = (0..n).filter(|&j| methods[j] == Method::Average).collect();
+        let (averaged, pointwise): (Vec<usize>, Vec<usize>) =
+            (0..n).partition(|&j| methods[j] == Method::Average);
         Ok(Some(Track {
             reader,
+            rates: vec![Rate::default(); averaged.len()],
             averaged,
+            pointwise,
             period,
             max_gap,
             start: t0 - period,
@@ -88,9 +101,6 @@ impl Track {
             cur,
             pending: None,
             next: vec![f64::NAN; n],
-            base: vec![f64::NAN; n],
-            acc: vec![0.0; n],
-            unknown: vec![false; n],
             first: t0,
             empty: vec![0; n],
             methods,
@@ -150,21 +160,25 @@ impl Track {
             let b = self.cur_t.min(hi);
             if b > a {
                 let w = b - a;
+                let cur = &self.cur;
+                let rates = self.averaged.iter().zip(self.rates.iter_mut());
                 if first {
                     first = false;
-                    for &j in &self.averaged {
-                        let v = self.cur[j];
-                        self.base[j] = v;
-                        self.acc[j] = 0.0;
-                        self.unknown[j] = v.is_nan();
+                    for (&j, r) in rates {
+                        let v = cur[j];
+                        *r = Rate {
+                            base: v,
+                            acc: 0.0,
+                            unknown: v.is_nan(),
+                        };
                     }
                 } else {
-                    for &j in &self.averaged {
-                        let v = self.cur[j];
+                    for (&j, r) in rates {
+                        let v = cur[j];
                         if v.is_nan() {
-                            self.unknown[j] = true;
+                            r.unknown = true;
                         } else {
-                            self.acc[j] += (v - self.base[j]) * w;
+                            r.acc += (v - r.base) * w;
                         }
                     }
                 }
@@ -180,14 +194,16 @@ impl Track {
                     // The row stands for the interval up to hi: its value covers the sliver
                     // too.
                     let sliver = hi - self.cur_t;
-                    for &j in &self.averaged {
+                    for (&j, r) in self.averaged.iter().zip(self.rates.iter_mut()) {
                         let v = self.cur[j];
                         if first {
-                            self.base[j] = v;
-                            self.acc[j] = 0.0;
-                            self.unknown[j] = false;
+                            *r = Rate {
+                                base: v,
+                                acc: 0.0,
+                                unknown: false,
+                            };
                         } else if !v.is_nan() {
-                            self.acc[j] += (v - self.base[j]) * sliver;
+                            r.acc += (v - r.base) * sliver;
                         }
                     }
                     first = false;
@@ -199,8 +215,8 @@ impl Track {
         }
         if first {
             // No piece at all (a cell narrower than time's rounding): nothing is known.
-            for &j in &self.averaged {
-                self.unknown[j] = true;
+            for r in &mut self.rates {
+                r.unknown = true;
             }
         }
         let exact = self.cur_t == hi;
@@ -208,25 +224,25 @@ impl Track {
         let w = (hi - self.prev_t) / span;
         let before_start = lo < self.start;
         let width = hi - lo;
-        for (j, o) in out.iter_mut().enumerate() {
+        for (&j, r) in self.averaged.iter().zip(&self.rates) {
+            out[j] = if before_start || r.unknown {
+                f64::NAN
+            } else {
+                r.base + r.acc / width
+            };
+        }
+        for &j in &self.pointwise {
             let (p, c) = (self.prev[j], self.cur[j]);
-            *o = match self.methods[j] {
-                Method::Average => {
-                    if before_start || self.unknown[j] {
-                        f64::NAN
-                    } else {
-                        self.base[j] + self.acc[j] / width
-                    }
-                }
+            out[j] = match self.methods[j] {
                 _ if exact => c,
                 Method::Counter if c < p => f64::NAN,
                 _ if span > self.max_gap => f64::NAN,
                 // NaN in either row propagates: never invented.
                 _ => p + (c - p) * w,
             };
-            if o.is_nan() {
-                self.empty[j] += 1;
-            }
+        }
+        for (o, e) in out.iter().zip(self.empty.iter_mut()) {
+            *e += u64::from(o.is_nan());
         }
         Ok(true)
     }
