@@ -111,17 +111,20 @@ pub struct CsvSink<B: Blocks> {
     len: usize,
     rows: u64,
     num: zmij::Buffer,
-    /// Per column, the last value formatted and its text: a value that repeats the one above
-    /// (a steady gauge, an idle device's rate) is copied, not formatted again.
+    /// Per column, the last value formatted and where its text is in the block: a value that
+    /// repeats it (a steady gauge, an idle device's rate) is copied from there, not formatted
+    /// again.
     memo: Vec<Memo>,
 }
 
-/// A column's last formatted value (`bits` 0, +0.0, is never looked up: it has its own path).
+/// A column's last formatted value (`bits` 0, +0.0, is never looked up: it has its own
+/// path, and it marks an entry whose text has left the block).
 #[derive(Clone, Copy, Default)]
 struct Memo {
     bits: u64,
+    /// Where the text starts in the block, and its length.
+    at: usize,
     len: usize,
-    text: [u8; 24],
 }
 
 impl<B: Blocks> CsvSink<B> {
@@ -142,6 +145,9 @@ impl<B: Blocks> CsvSink<B> {
             self.out.write_block(&self.buf[..self.len], self.rows)?;
             self.len = 0;
             self.rows = 0;
+            for m in &mut self.memo {
+                m.bits = 0;
+            }
         }
         Ok(())
     }
@@ -242,25 +248,29 @@ impl<B: Blocks> GridSink for CsvSink<B> {
             self.memo = vec![Memo::default(); values.len()];
         }
         for (v, m) in values.iter().zip(self.memo.iter_mut()) {
-            let dst = &mut self.buf[at..at + CELL_ROOM];
-            dst[0] = b',';
+            self.buf[at] = b',';
             at += 1;
             let bits = v.to_bits();
             if bits == 0 {
                 // +0 (the commonest value), as the formatter would write it.
-                dst[1] = b'0';
+                self.buf[at] = b'0';
                 at += 1;
-            } else if bits == m.bits {
-                dst[1..25].copy_from_slice(&m.text);
+            } else if bits == m.bits && m.at + 24 <= at {
+                // Copied from a row written a while ago: a fixed-size move, and no wide load
+                // of bytes just stored narrowly (which stalls).
+                let (head, tail) = self.buf.split_at_mut(at);
+                tail[..24].copy_from_slice(&head[m.at..m.at + 24]);
                 at += m.len;
             } else if v.is_finite() {
                 let s = self.num.format_finite(*v).as_bytes();
                 let s = s.strip_suffix(b".0").unwrap_or(s);
-                put(&mut dst[1..], s);
+                put(&mut self.buf[at..at + CELL_ROOM], s);
+                *m = Memo {
+                    bits,
+                    at,
+                    len: s.len(),
+                };
                 at += s.len();
-                m.text.copy_from_slice(&dst[1..25]);
-                m.len = s.len();
-                m.bits = bits;
             }
         }
         self.buf[at] = b'\n';
@@ -401,6 +411,39 @@ mod tests {
                 want.push('\n');
             }
             assert!((1..=24).all(|n| lens.contains(&n)), "lengths {lens:?}");
+        }
+        assert!(out.len() > 3 * BLOCK);
+        assert!(String::from_utf8(out).expect("utf-8") == want);
+    }
+
+    #[test]
+    fn a_repeat_is_never_copied_from_a_block_already_written() {
+        // A value steady for whole blocks, behind cells that grew since it was formatted:
+        // its text's old place in the block is passed again by the next block, which must
+        // not be copied from.
+        let mut out = Vec::new();
+        let mut want = String::from("time,a,b,c,d\n");
+        {
+            let mut sink = CsvSink::new(Plain(&mut out));
+            sink.begin(&["a".into(), "b".into(), "c".into(), "d".into()])
+                .expect("begin");
+            for r in 0..10_000i64 {
+                let wide = if r == 0 {
+                    1.0
+                } else {
+                    -1.2345678901234567e-100
+                };
+                let vals = [wide, wide, wide, 1.2345];
+                sink.row(r * 100_000, &vals).expect("row");
+                want += &format!("{}.{:06}", r / 10, (r % 10) * 100_000);
+                for v in vals {
+                    let t = zmij::Buffer::new().format_finite(v).to_string();
+                    want.push(',');
+                    want += t.strip_suffix(".0").unwrap_or(&t);
+                }
+                want.push('\n');
+            }
+            sink.finish().expect("finish");
         }
         assert!(out.len() > 3 * BLOCK);
         assert!(String::from_utf8(out).expect("utf-8") == want);
