@@ -96,7 +96,7 @@ impl Records {
     }
 
     /// Field `i` of the current record (empty if there is no such field).
-    #[inline]
+    #[inline(always)]
     pub fn get(&self, i: usize) -> &[u8] {
         if i >= self.fields {
             return b"";
