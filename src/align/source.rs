@@ -177,14 +177,25 @@ const POW10: [f64; 23] = [
     1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
 ];
 
+/// Powers of ten as integers, up to the largest in a `u64`.
+const POW10_INT: [u64; 20] = {
+    let mut t = [1u64; 20];
+    let mut i = 1;
+    while i < 20 {
+        t[i] = t[i - 1] * 10;
+        i += 1;
+    }
+    t
+};
+
 /// `m / 10^d` correctly rounded, for `m ≥ 2^53` and `d ≤ 19`: `None` where the check below
 /// would not fit 128 bits (the caller then uses the standard parser).
 fn exact_quotient(m: u64, d: usize) -> Option<f64> {
     if d > 19 {
         return None;
     }
-    let p = 10u64.pow(d as u32);
-    let mut x = m as f64 / p as f64;
+    let p = POW10_INT[d];
+    let mut x = m as f64 / POW10[d];
     // x = f · 2^e with f a 53-bit integer; m/p lies within an ulp of it. The neighbours'
     // midpoints (2f ± 1) · 2^(e−1) are compared with m/p as (2f ± 1) · p against m · 2^(1−e).
     for _ in 0..3 {
