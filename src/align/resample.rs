@@ -65,8 +65,10 @@ pub struct Track {
 struct Rate {
     /// The first value met in the cell.
     base: f64,
-    /// The overlap-weighted sum of the values' differences from `base`.
+    /// The overlap-weighted sum of the values.
     acc: f64,
+    /// Every value met equals `base`.
+    same: bool,
     /// Part of the cell has no value.
     unknown: bool,
 }
@@ -148,10 +150,11 @@ impl Track {
     /// interval). False if the source ends before `hi`. Calls must come with increasing,
     /// contiguous intervals.
     ///
-    /// A rate is averaged as its first value in the cell plus the weighted differences from
-    /// it, not as a weighted sum over the width: the weights need not add up to the width in
-    /// floating point, and a rate that does not change must come out exactly unchanged
-    /// (95.3, not 95.30000000000001).
+    /// A rate that is the same all over the cell is that value, exactly: the weighted sum
+    /// over the width need not give it back (the weights need not add up to the width in
+    /// floating point), and a steady 95.3 must not become 95.30000000000001. (Summing
+    /// differences from the first value instead would lose digits where a large value has a
+    /// sliver of the cell.)
     pub fn cell(&mut self, lo: f64, hi: f64, out: &mut [f64]) -> anyhow::Result<bool> {
         // The first piece of the cell sets each rate's base; no per-column branch for it.
         let mut first = true;
@@ -168,7 +171,8 @@ impl Track {
                         let v = cur[j];
                         *r = Rate {
                             base: v,
-                            acc: 0.0,
+                            acc: v * w,
+                            same: true,
                             unknown: v.is_nan(),
                         };
                     }
@@ -178,7 +182,8 @@ impl Track {
                         if v.is_nan() {
                             r.unknown = true;
                         } else {
-                            r.acc += (v - r.base) * w;
+                            r.acc += v * w;
+                            r.same &= v == r.base;
                         }
                     }
                 }
@@ -199,11 +204,13 @@ impl Track {
                         if first {
                             *r = Rate {
                                 base: v,
-                                acc: 0.0,
+                                acc: v * sliver,
+                                same: true,
                                 unknown: false,
                             };
                         } else if !v.is_nan() {
-                            r.acc += (v - r.base) * sliver;
+                            r.acc += v * sliver;
+                            r.same &= v == r.base;
                         }
                     }
                     first = false;
@@ -227,8 +234,10 @@ impl Track {
         for (&j, r) in self.averaged.iter().zip(&self.rates) {
             out[j] = if before_start || r.unknown {
                 f64::NAN
+            } else if r.same {
+                r.base
             } else {
-                r.base + r.acc / width
+                r.acc / width
             };
         }
         for &j in &self.pointwise {
