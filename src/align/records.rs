@@ -397,7 +397,7 @@ fn masks_words(block: &[u8; 16]) -> (u32, u32) {
         u64::from_le_bytes(w)
     };
     // The high bit of each byte gathered into the low eight bits.
-    let bits = |m: u64| (((m >> 7) * 0x0102_0408_1020_4080) >> 56) as u32;
+    let bits = |m: u64| ((m >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56) as u32;
     let (lo, hi) = (word(0), word(1));
     let commas = bits(eq(lo, b',')) | bits(eq(hi, b',')) << 8;
     let stop = bits(eq(lo, b'\n') | eq(lo, b'"')) | bits(eq(hi, b'\n') | eq(hi, b'"')) << 8;
