@@ -345,6 +345,26 @@ fn constant_columns_stay_exactly_constant() {
 }
 
 #[test]
+fn a_period_from_the_rows_is_read_to_the_nanosecond() {
+    // No sidecar: the period is the median step of times written to the microsecond, whose
+    // f64 difference is not 0.1 exactly; the summary and the grid say 0.1 s and 10 Hz.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rows: Vec<_> = (0..300)
+        .map(|i| (0.1 * i as f64, vec![Some(1.0)]))
+        .collect();
+    let src = write_file(&dir, "p.csv", &trace(&["x_per_s"], &rows));
+    let (out, err) = align_ok(&[&format!("p={src}")]);
+    assert!(
+        err.contains("aligned 1 source on 300 rows at 10 Hz ("),
+        "{err}"
+    );
+    assert!(err.contains("period 0.1 s (median step)"), "{err}");
+    for w in out.time.windows(2) {
+        assert!((w[1] - w[0] - 0.1).abs() < 1e-9, "{w:?}");
+    }
+}
+
+#[test]
 fn gauges_and_totals_interpolate_to_closed_forms() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut u = uniforms(9);

@@ -437,7 +437,13 @@ fn peek(spec: &ReadSpec, origin: i64) -> anyhow::Result<Peek> {
     };
     let mut steps: Vec<f64> = times.windows(2).map(|w| w[1] - w[0]).collect();
     steps.sort_by(f64::total_cmp);
-    let step = steps.get(steps.len() / 2).copied();
+    // To the nanosecond: times are written to the microsecond (at most the nanosecond), and
+    // a difference of two of them carries the rounding of their f64 (0.1 s comes out as
+    // 0.10000000000000009 s, a grid of 9.999999999999991 Hz).
+    let step = steps.get(steps.len() / 2).map(|&st| {
+        let ns = (st * 1e9).round() / 1e9;
+        if ns > 0.0 { ns } else { st }
+    });
     Ok(Peek { first, step, times })
 }
 

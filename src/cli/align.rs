@@ -126,9 +126,10 @@ fn describe(meta: &Metadata, run: &RunSummary) {
         (Some(a), Some(b)) => format!("{a:.6} to {b:.6}"),
         _ => "nothing".into(),
     };
+    let n = meta.sources.len();
     eprintln!(
-        "vmmon: aligned {} sources on {} rows at {} Hz ({span}), {} columns",
-        meta.sources.len(),
+        "vmmon: aligned {n} source{} on {} rows at {} Hz ({span}), {} columns",
+        if n == 1 { "" } else { "s" },
         run.rows,
         meta.rate_hz,
         meta.columns.len() - 1
