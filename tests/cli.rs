@@ -440,6 +440,22 @@ fn runtime_sweep_regressions() {
         )
     };
 
+    // An empty file says so, in load play and charge as in the analysis commands (they
+    // said "no column named 'load'; the columns are: " and "has no per-VM columns").
+    let empty = at("empty.csv");
+    std::fs::write(&empty, "").expect("write");
+    for args in [
+        vec!["load", "play", empty.as_str(), "-d", "1s"],
+        vec!["charge", empty.as_str()],
+    ] {
+        let (code, err) = run(&args);
+        assert_eq!(code, 1, "{args:?}: {err}");
+        assert!(
+            err.contains("empty.csv: the file is empty: a trace starts with a header row"),
+            "{args:?}: {err}"
+        );
+    }
+
     // --meta through a symbolic link writes its target and keeps the link.
     let target = at("target.json");
     let link = at("link.json");

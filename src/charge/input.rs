@@ -242,12 +242,11 @@ pub fn read_from(reader: impl Read, label: &str) -> anyhow::Result<HostTrace> {
         .has_headers(true)
         .flexible(false)
         .from_reader(reader);
-    let header: Vec<String> = csv
-        .headers()
-        .with_context(|| format!("{label}: cannot read the header"))?
-        .iter()
-        .map(|h| h.trim().to_string())
-        .collect();
+    let header = crate::trace::read::header_names(
+        csv.headers()
+            .with_context(|| format!("{label}: cannot read the header"))?,
+        label,
+    )?;
     if header == LONG_HEADER {
         read_long(csv, label)
     } else {

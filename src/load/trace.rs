@@ -114,11 +114,12 @@ pub fn read_csv(path: &Path, period: Option<f64>) -> anyhow::Result<LoadTrace> {
         .headers()
         .with_context(|| format!("{label}: cannot read the header"))?
         .clone();
-    let find = |n: &str| header.iter().position(|h| h.trim() == n);
+    let names = crate::trace::read::header_names(&header, &label)?;
+    let find = |n: &str| names.iter().position(|h| h == n);
     let Some(li) = find("load") else {
         bail!(
             "{label}: no column named 'load'; the columns are: {}",
-            header.iter().collect::<Vec<_>>().join(", ")
+            names.join(", ")
         );
     };
     let ti = find("time");

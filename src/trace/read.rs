@@ -212,6 +212,16 @@ pub fn read_table(input: &str, names: &[String], opts: &ReadOptions) -> anyhow::
     read_table_with(input, |_| Ok(names.to_vec()), opts)
 }
 
+/// A CSV header's names, trimmed; an error naming `label` if there is none (an empty file),
+/// for every reader of a trace to say the same.
+pub fn header_names(header: &csv::StringRecord, label: &str) -> anyhow::Result<Vec<String>> {
+    let names: Vec<String> = header.iter().map(|h| h.trim().to_string()).collect();
+    if names.iter().all(String::is_empty) {
+        bail!("{label}: the file is empty: a trace starts with a header row naming its columns");
+    }
+    Ok(names)
+}
+
 /// [`read_table`] with the columns chosen from the header by `choose` (which may refuse it):
 /// one pass even when the choice depends on what the file holds, as for standard input.
 pub fn read_table_with(
@@ -228,10 +238,7 @@ pub fn read_table_with(
         .headers()
         .with_context(|| format!("{label}: cannot read the header"))?
         .clone();
-    let header_names: Vec<String> = header.iter().map(|h| h.trim().to_string()).collect();
-    if header_names.iter().all(String::is_empty) {
-        bail!("{label}: the file is empty: a trace starts with a header row naming its columns");
-    }
+    let header_names = header_names(&header, &label)?;
     let names = &choose(&header_names)?[..];
     let find = |name: &str| header.iter().position(|h| h.trim() == name);
     for name in names.iter().chain([&opts.time_column]) {
