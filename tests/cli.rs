@@ -456,6 +456,42 @@ fn runtime_sweep_regressions() {
         );
     }
 
+    // An option of another kind of load is refused, not ignored.
+    for (args, want) in [
+        (
+            vec![
+                "load",
+                "const",
+                "0.5",
+                "-d",
+                "1s",
+                "--target",
+                "127.0.0.1:9",
+            ],
+            "--target is where --kind net sends its datagrams; this load is --kind cpu",
+        ),
+        (
+            vec![
+                "load",
+                "const",
+                "0.5",
+                "-d",
+                "1s",
+                "--kind",
+                "net",
+                "--target",
+                "127.0.0.1:9",
+                "--dir",
+                "/tmp",
+            ],
+            "--dir is where --kind disk writes its file; this load is --kind net",
+        ),
+    ] {
+        let (code, err) = run(&args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+
     // --meta through a symbolic link writes its target and keeps the link.
     let target = at("target.json");
     let link = at("link.json");

@@ -492,6 +492,22 @@ fn play(
         ("--log", common.log.as_deref()),
         ("--json", common.json.as_deref()),
     )?;
+    // An option of another kind of load would be silently ignored.
+    let kind = match common.kind {
+        Kind::Cpu => "cpu",
+        Kind::Disk => "disk",
+        Kind::Net => "net",
+    };
+    if common.target.is_some() && common.kind != Kind::Net {
+        return Err(usage(format!(
+            "--target is where --kind net sends its datagrams; this load is --kind {kind}"
+        )));
+    }
+    if common.dir.is_some() && common.kind != Kind::Disk {
+        return Err(usage(format!(
+            "--dir is where --kind disk writes its file; this load is --kind {kind}"
+        )));
+    }
     if common.kind != Kind::Cpu {
         return play_io(pattern, slice, n, common, what);
     }
