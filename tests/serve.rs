@@ -124,7 +124,36 @@ fn serve_negotiates_the_format_and_answers_other_requests_with_the_right_status(
         b"POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
     );
     assert_eq!(status, 405);
-    assert!(head.contains("\r\nAllow: GET"), "{head}");
+    assert!(head.contains("\r\nAllow: GET, HEAD"), "{head}");
+    // HEAD is GET without the body: the same status and type, the body's length, no body.
+    let head_of = |path: &str| -> (u16, String, usize) {
+        let mut c = TcpStream::connect(s.addr).expect("connect");
+        c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        c.write_all(format!("HEAD {path} HTTP/1.1\r\n\r\n").as_bytes())
+            .expect("send");
+        let mut out = String::new();
+        let _ = c.read_to_string(&mut out);
+        let (head, body) = out.split_once("\r\n\r\n").expect("a head");
+        assert!(body.is_empty(), "HEAD {path}: a body: {body}");
+        let status = head.split(' ').nth(1).and_then(|s| s.parse().ok());
+        let length = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Length: "))
+            .and_then(|v| v.trim().parse().ok());
+        (
+            status.expect("status"),
+            head.to_string(),
+            length.expect("a Content-Length"),
+        )
+    };
+    let (status, head, length) = head_of("/metrics");
+    assert_eq!(status, 200, "{head}");
+    assert!(
+        head.contains("Content-Type: text/plain; version=0.0.4"),
+        "{head}"
+    );
+    assert!(length > 1000, "{head}");
+    assert_eq!(head_of("/nothing").0, 404);
     let (status, _, body) = raw(s.addr, b"NOT HTTP AT ALL\r\n\r\n");
     assert_eq!(status, 400, "{body}");
     let big = format!(

@@ -93,14 +93,18 @@ pub fn parse_listen(s: &str) -> Result<SocketAddr, UsageError> {
         .ok_or_else(|| bad("the name has no address".into()))
 }
 
-/// Answers one request: `GET /metrics` scrapes, anything else is 404 or 405.
+/// Answers one request: `GET /metrics` scrapes (the server answers HEAD as GET without the
+/// body), anything else is 404 or 405.
 pub fn handle(scraper: &Mutex<Scraper>, req: &Request) -> Response {
     if req.path != "/metrics" {
         return Response::text(404, &format!("no page {}: try /metrics", req.path));
     }
     if req.method != "GET" {
-        let mut r = Response::text(405, &format!("method {} not allowed: use GET", req.method));
-        r.headers.push("Allow: GET".into());
+        let mut r = Response::text(
+            405,
+            &format!("method {} not allowed: use GET or HEAD", req.method),
+        );
+        r.headers.push("Allow: GET, HEAD".into());
         return r;
     }
     let format = Format::negotiate(req.accept.as_deref());

@@ -87,6 +87,20 @@ fn reason(status: u16) -> &'static str {
 
 /// Writes `resp` to `w` in one write.
 pub fn write_response(w: &mut impl Write, resp: &Response) -> io::Result<()> {
+    let mut all = head_of(resp).into_bytes();
+    all.extend_from_slice(&resp.body);
+    w.write_all(&all)?;
+    w.flush()
+}
+
+/// Writes only the head of `resp` (the answer to HEAD), `Content-Length` still the body's.
+pub fn write_head(w: &mut impl Write, resp: &Response) -> io::Result<()> {
+    w.write_all(head_of(resp).as_bytes())?;
+    w.flush()
+}
+
+/// The status line and headers of `resp`, ending with the blank line.
+fn head_of(resp: &Response) -> String {
     let mut head = format!(
         "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
         resp.status,
@@ -99,11 +113,7 @@ pub fn write_response(w: &mut impl Write, resp: &Response) -> io::Result<()> {
         head.push_str("\r\n");
     }
     head.push_str("\r\n");
-    // One buffer, one write: a page is small and a scraper reads it whole.
-    let mut all = head.into_bytes();
-    all.extend_from_slice(&resp.body);
-    w.write_all(&all)?;
-    w.flush()
+    head
 }
 
 /// Reads one request head from `stream` within `limits`; `Err` is the response to send.
@@ -171,12 +181,25 @@ fn connection(
         stream: &stream,
         deadline,
     };
-    let resp = match read_request(&mut reader, limits) {
-        Ok(req) => handler(&req),
-        Err(resp) => resp,
+    let (resp, head) = match read_request(&mut reader, limits) {
+        // HEAD is GET without the body (RFC 9110 9.3.2): the handler answers the GET, and
+        // only the head, with the body's length, is sent.
+        Ok(req) if req.method == "HEAD" => {
+            let get = Request {
+                method: "GET".into(),
+                ..req
+            };
+            (handler(&get), true)
+        }
+        Ok(req) => (handler(&req), false),
+        Err(resp) => (resp, false),
     };
     let _ = stream.set_write_timeout(Some(limits.write_timeout));
-    let _ = write_response(&mut stream, &resp);
+    let _ = if head {
+        write_head(&mut stream, &resp)
+    } else {
+        write_response(&mut stream, &resp)
+    };
     let _ = stream.shutdown(std::net::Shutdown::Write);
 }
 
