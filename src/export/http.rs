@@ -148,6 +148,12 @@ pub fn read_request(stream: &mut impl Read, limits: &Limits) -> Result<Request, 
             Ok(httparse::Status::Partial) => continue,
             Ok(httparse::Status::Complete(_)) => {
                 let path = req.path.unwrap_or("/");
+                // The absolute form (`GET http://host:9797/metrics`, from a proxy) names the
+                // same page as its path (RFC 9112 3.2.2: a server must accept it).
+                let path = ["http://", "https://"]
+                    .iter()
+                    .find_map(|scheme| path.strip_prefix(scheme))
+                    .map_or(path, |rest| rest.find('/').map_or("/", |i| &rest[i..]));
                 let path = path.split_once('?').map_or(path, |(p, _)| p).to_string();
                 let accept = req
                     .headers
@@ -311,6 +317,21 @@ mod tests {
         let out = answer(s);
         assert!(out.starts_with("HTTP/1.1 408 "), "{out}");
         assert!(t.elapsed() < Duration::from_secs(3));
+    }
+
+    #[test]
+    fn the_absolute_form_names_its_path() {
+        let limits = Limits::default();
+        for (line, want) in [
+            ("GET http://127.0.0.1:9797/metrics HTTP/1.1", "/metrics"),
+            ("GET https://host/metrics?x=1 HTTP/1.1", "/metrics"),
+            ("GET http://host HTTP/1.1", "/"),
+            ("GET /metrics HTTP/1.1", "/metrics"),
+        ] {
+            let text = format!("{line}\r\n\r\n");
+            let req = read_request(&mut text.as_bytes(), &limits).expect("parsed");
+            assert_eq!(req.path, want, "{line}");
+        }
     }
 
     #[test]
