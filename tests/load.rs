@@ -183,6 +183,41 @@ fn net_load_sends_its_bytes() {
     );
     // 1 s at 0, then 1 s at 2 × 1 MB/s; loopback may drop, never invent.
     assert!((1_980_000..=2_000_000).contains(&bytes), "{bytes} bytes");
+
+    // Nothing listening: every datagram still goes out. (A connected socket lost about half:
+    // each ICMP "port unreachable" failed the next send.)
+    let closed = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        s.local_addr().expect("addr").port()
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let json = dir.path().join("net.json");
+    let out = vmmon()
+        .args([
+            "load", "const", "1", "-d", "1", "--kind", "net", "--scale", "1M",
+        ])
+        .arg("--target")
+        .arg(format!("127.0.0.1:{closed}"))
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .expect("net load");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("summary")).expect("json");
+    let (target, done) = (
+        summary["target_bytes"].as_u64().expect("target_bytes"),
+        summary["done_bytes"].as_u64().expect("done_bytes"),
+    );
+    assert_eq!(target, 1_000_000);
+    assert!(
+        done >= 990_000,
+        "{done} of {target} bytes sent to a closed port"
+    );
     for (args, want) in [
         (vec!["--kind", "net"], "--kind net needs --target"),
         (

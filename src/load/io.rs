@@ -7,7 +7,7 @@
 
 use std::fs::File;
 use std::io::{self, Seek, SeekFrom, Write};
-use std::net::UdpSocket;
+use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -43,8 +43,10 @@ pub enum Sink {
     },
     /// UDP datagrams to one destination.
     Net {
-        /// The connected socket.
+        /// The sending socket (not connected).
         socket: UdpSocket,
+        /// Where the datagrams go.
+        to: SocketAddr,
     },
 }
 
@@ -69,13 +71,14 @@ impl Sink {
 
     /// A network sink sending to `target` (HOST:PORT).
     pub fn net(target: &str) -> io::Result<Sink> {
-        let socket = UdpSocket::bind(if target.starts_with('[') {
-            "[::]:0"
-        } else {
-            "0.0.0.0:0"
+        let to = target.to_socket_addrs()?.next().ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, "the name has no address")
         })?;
-        socket.connect(target)?;
-        Ok(Sink::Net { socket })
+        let socket = UdpSocket::bind(if to.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" })?;
+        // Not connected: a connected socket reports the ICMP "port unreachable" of one
+        // datagram by failing the next send, which then never leaves, so with nothing
+        // listening about half the load was lost. Unconnected, every datagram goes out.
+        Ok(Sink::Net { socket, to })
     }
 
     /// Sends or writes `n ≤ 64 KiB` bytes of `buf`; returns how many went out.
@@ -101,10 +104,10 @@ impl Sink {
                 }
                 Ok(n)
             }
-            Sink::Net { socket } => {
+            Sink::Net { socket, to } => {
                 let mut sent = 0;
                 for chunk in buf[..n].chunks(DATAGRAM) {
-                    match socket.send(chunk) {
+                    match socket.send_to(chunk, *to) {
                         Ok(k) => sent += k,
                         // Nobody listening (ICMP unreachable) or a full queue: the bytes are
                         // not delivered, which the log shows; the load goes on.
