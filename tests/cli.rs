@@ -396,6 +396,39 @@ fn disk_full_during_a_run_keeps_every_whole_row() {
 }
 
 #[test]
+fn a_summary_that_does_not_fit_leaves_no_file() {
+    if !require_root("mounts an 8 KiB tmpfs to fill it") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ok = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=8k", "tmpfs"])
+        .arg(dir.path())
+        .status()
+        .expect("mount");
+    assert!(ok.success(), "mount tmpfs");
+    let _guard = Mount(dir.path().to_path_buf());
+    // Fill it: writes stop at the size.
+    let _ = std::fs::write(dir.path().join("fill"), vec![0u8; 64 * 1024]);
+    let json = dir.path().join("s.json");
+    let out = vmmon()
+        .args(["load", "const", "0.1", "-d", "0.3", "--json"])
+        .arg(&json)
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("No space left on device"), "{err}");
+    // It left an empty s.json before.
+    assert!(!json.exists(), "an empty or partial summary was left");
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("list")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(names, ["fill"], "no temporary file is left either");
+}
+
+#[test]
 fn device_selection_on_a_captured_tree() {
     let root = fixture_root("basic");
     let mut args = vec!["record", "--raw", "-n", "1", "--devices", "lo,vda"];

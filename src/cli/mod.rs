@@ -216,7 +216,9 @@ fn distinct_outputs(
 fn write_json(path: &std::path::Path, value: &impl serde::Serialize) -> anyhow::Result<()> {
     use anyhow::Context as _;
     let text = serde_json::to_string_pretty(value)? + "\n";
-    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+    // Whole or not at all: a failed write (a full disk) leaves no empty or half summary.
+    crate::trace::write_replacing(path, &text)
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Whether progress should be drawn (stderr is a terminal).
