@@ -715,59 +715,48 @@ fn errors_name_what_is_wrong() {
         "{err}"
     );
 
-    // A lone `\r` (old Mac line ends) does not end a record: the row it joins has a field
-    // too many, and the error names the line; inside a cell, the cell is not a number.
-    let joined = write_file(
-        &dir,
-        "cr.csv",
-        &format!("time,x\n{},1\r{},2\n", stamp(0.0), stamp(1.0)),
-    );
-    let (code, err) = align_err(&[&hs, &format!("vm1={joined}")]);
-    assert_eq!(code, 1);
-    assert!(
-        err.contains(&format!(
-            "{joined}:2: found a record with 3 fields, but the header has 2"
-        )),
-        "{err}"
-    );
-    let inside = write_file(
-        &dir,
-        "cr2.csv",
-        &format!("time,x\n{},1\r2\n{},3\r\n", stamp(0.0), stamp(1.0)),
-    );
-    let (code, err) = align_err(&[&hs, &format!("vm1={inside}")]);
-    assert_eq!(code, 1);
-    assert!(
-        err.contains(&format!(
-            "{inside}:2:2: '1\\r2' in column x is not a number"
-        )),
-        "{err}"
-    );
-
-    // Traces that overlap, but for less than one interval of the grid asked for.
+    // Files a user can get wrong, each with the message naming it (FILE: its path).
     let half: Vec<_> = a.iter().map(|(t, v)| (t + 0.5, v.clone())).collect();
-    let shifted = write_file(&dir, "shifted.csv", &trace(&["x"], &half));
-    let (code, err) = align_err(&[&hs, &format!("vm1={shifted}"), "--rate", "0.0001"]);
-    assert_eq!(code, 1);
-    assert!(
-        err.contains("no whole grid interval of 10000 s (--rate 0.0001 Hz) fits in it"),
-        "{err}"
-    );
-
-    // Two columns of one name would be two output columns no one could tell apart.
-    let dup = write_file(
-        &dir,
-        "dup.csv",
-        &format!("time,x,x\n{},1,2\n{},3,4\n", stamp(0.0), stamp(1.0)),
-    );
-    let (code, err) = align_err(&[&hs, &format!("vm1={dup}")]);
-    assert_eq!(code, 1);
-    assert!(
-        err.contains(&format!(
-            "{dup}: column x appears twice in the header (columns 2 and 3); rename one"
-        )),
-        "{err}"
-    );
+    for (name, text, extra, want) in [
+        // A lone `\r` (old Mac line ends) does not end a record: the row it joins has a
+        // field too many, and the error names the line.
+        (
+            "cr.csv",
+            format!("time,x\n{},1\r{},2\n", stamp(0.0), stamp(1.0)),
+            &[][..],
+            "FILE:2: found a record with 3 fields, but the header has 2",
+        ),
+        // Inside a cell, the cell is not a number.
+        (
+            "cr2.csv",
+            format!("time,x\n{},1\r2\n{},3\r\n", stamp(0.0), stamp(1.0)),
+            &[],
+            "FILE:2:2: '1\\r2' in column x is not a number",
+        ),
+        // Traces that overlap, but for less than one interval of the grid asked for.
+        (
+            "shifted.csv",
+            trace(&["x"], &half),
+            &["--rate", "0.0001"],
+            "no whole grid interval of 10000 s (--rate 0.0001 Hz) fits in it",
+        ),
+        // Two columns of one name would be two output columns no one could tell apart.
+        (
+            "dup.csv",
+            format!("time,x,x\n{},1,2\n{},3,4\n", stamp(0.0), stamp(1.0)),
+            &[],
+            "FILE: column x appears twice in the header (columns 2 and 3); rename one",
+        ),
+    ] {
+        let path = write_file(&dir, name, &text);
+        let mut args = vec![hs.clone(), format!("vm1={path}")];
+        args.extend(extra.iter().map(|x| x.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (code, err) = align_err(&args);
+        assert_eq!(code, 1, "{name}: {err}");
+        let want = want.replace("FILE", &path);
+        assert!(err.contains(&want), "{name}: {err}");
+    }
 
     let (code, err) = align_err(&[&hs, &fs, "--lag-from", "host.x,vm2.x"]);
     assert_eq!(code, 2);

@@ -348,12 +348,30 @@ fn runtime_errors_exit_1_and_name_the_file() {
     );
 }
 
-/// Unmounts the test's tmpfs even when the test fails.
-struct Mount(std::path::PathBuf);
+/// A small tmpfs on a temporary folder, unmounted (then removed) even when the test fails.
+struct Tmpfs(tempfile::TempDir);
 
-impl Drop for Mount {
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (`64k`): the caller has checked it runs as root.
+    fn mount(size: &str) -> Tmpfs {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("mount");
+        assert!(ok.success(), "mount tmpfs");
+        Tmpfs(dir)
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.0.path()
+    }
+}
+
+impl Drop for Tmpfs {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
+        let _ = Command::new("umount").arg(self.0.path()).status();
     }
 }
 
@@ -363,14 +381,7 @@ fn disk_full_during_a_run_keeps_every_whole_row() {
     if !require_root("mounts a 64 KiB tmpfs to fill it") {
         return;
     }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let ok = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
-        .arg(dir.path())
-        .status()
-        .expect("mount");
-    assert!(ok.success(), "mount tmpfs");
-    let _guard = Mount(dir.path().to_path_buf());
+    let dir = Tmpfs::mount("64k");
     let file = dir.path().join("full.csv");
     let out = vmmon()
         .args(["record", "--rate", "1000", "--raw", "-o"])
@@ -400,14 +411,7 @@ fn a_summary_that_does_not_fit_leaves_no_file() {
     if !require_root("mounts an 8 KiB tmpfs to fill it") {
         return;
     }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let ok = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=8k", "tmpfs"])
-        .arg(dir.path())
-        .status()
-        .expect("mount");
-    assert!(ok.success(), "mount tmpfs");
-    let _guard = Mount(dir.path().to_path_buf());
+    let dir = Tmpfs::mount("8k");
     // Fill it: writes stop at the size.
     let _ = std::fs::write(dir.path().join("fill"), vec![0u8; 64 * 1024]);
     let json = dir.path().join("s.json");
