@@ -95,9 +95,13 @@ impl Blocks for BlockFile {
 /// Rows formatted into a buffer this large before a write.
 const BLOCK: usize = 1 << 18;
 
+/// The longest text of a finite `f64` (`-1.2345678901234567e-100`: a sign, 17 digits, the
+/// point and a four-character exponent); a repeat copies this many bytes at once.
+const LONGEST_NUMBER: usize = 24;
+
 /// Room kept free after the block's end: a row is formatted only while this much is left
-/// per cell, so no write inside a row needs to check for space (the longest cell, a
-/// negative `f64` in exponent form, is 25 bytes; a time 28).
+/// per cell, so no write inside a row needs to check for space (the longest cell, a comma
+/// and a [`LONGEST_NUMBER`], is 25 bytes; a time 28).
 const CELL_ROOM: usize = 32;
 
 /// The aligned CSV: `time` as Unix seconds with six decimals, values in the shortest form
@@ -255,11 +259,11 @@ impl<B: Blocks> GridSink for CsvSink<B> {
                 // +0 (the commonest value), as the formatter would write it.
                 self.buf[at] = b'0';
                 at += 1;
-            } else if bits == m.bits && m.at + 24 <= at {
+            } else if bits == m.bits && m.at + LONGEST_NUMBER <= at {
                 // Copied from a row written a while ago: a fixed-size move, and no wide load
                 // of bytes just stored narrowly (which stalls).
                 let (head, tail) = self.buf.split_at_mut(at);
-                tail[..24].copy_from_slice(&head[m.at..m.at + 24]);
+                tail[..LONGEST_NUMBER].copy_from_slice(&head[m.at..m.at + LONGEST_NUMBER]);
                 at += m.len;
             } else if v.is_finite() {
                 let s = self.num.format_finite(*v).as_bytes();
@@ -411,6 +415,10 @@ mod tests {
                 want.push('\n');
             }
             assert!((1..=24).all(|n| lens.contains(&n)), "lengths {lens:?}");
+            assert!(
+                lens.iter().all(|&n| n <= LONGEST_NUMBER),
+                "lengths {lens:?}"
+            );
         }
         assert!(out.len() > 3 * BLOCK);
         assert!(String::from_utf8(out).expect("utf-8") == want);

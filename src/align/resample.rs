@@ -73,6 +73,24 @@ struct Rate {
     unknown: bool,
 }
 
+impl Rate {
+    /// A cell whose first piece has value `v` over `w` seconds.
+    fn start(v: f64, w: f64) -> Rate {
+        Rate {
+            base: v,
+            acc: v * w,
+            same: true,
+            unknown: v.is_nan(),
+        }
+    }
+
+    /// Adds a later piece of known value `v` over `w` seconds.
+    fn add(&mut self, v: f64, w: f64) {
+        self.acc += v * w;
+        self.same &= v == self.base;
+    }
+}
+
 impl Track {
     /// Starts a track on a freshly opened reader; `period` is the source's own sampling
     /// period (the first row's interval), `max_gap` the longest step bridged.
@@ -168,13 +186,7 @@ impl Track {
                 if first {
                     first = false;
                     for (&j, r) in rates {
-                        let v = cur[j];
-                        *r = Rate {
-                            base: v,
-                            acc: v * w,
-                            same: true,
-                            unknown: v.is_nan(),
-                        };
+                        *r = Rate::start(cur[j], w);
                     }
                 } else {
                     for (&j, r) in rates {
@@ -182,8 +194,7 @@ impl Track {
                         if v.is_nan() {
                             r.unknown = true;
                         } else {
-                            r.acc += v * w;
-                            r.same &= v == r.base;
+                            r.add(v, w);
                         }
                     }
                 }
@@ -202,15 +213,9 @@ impl Track {
                     for (&j, r) in self.averaged.iter().zip(self.rates.iter_mut()) {
                         let v = self.cur[j];
                         if first {
-                            *r = Rate {
-                                base: v,
-                                acc: v * sliver,
-                                same: true,
-                                unknown: false,
-                            };
+                            *r = Rate::start(v, sliver);
                         } else if !v.is_nan() {
-                            r.acc += v * sliver;
-                            r.same &= v == r.base;
+                            r.add(v, sliver);
                         }
                     }
                     first = false;

@@ -109,8 +109,9 @@ impl Sink {
                 for chunk in buf[..n].chunks(DATAGRAM) {
                     match socket.send_to(chunk, *to) {
                         Ok(k) => sent += k,
-                        // Nobody listening (ICMP unreachable) or a full queue: the bytes are
-                        // not delivered, which the log shows; the load goes on.
+                        // A full queue (or an ICMP error, where a system reports one on an
+                        // unconnected socket): the bytes are not delivered, which the log
+                        // shows; the load goes on.
                         Err(e)
                             if matches!(
                                 e.kind(),
