@@ -37,11 +37,11 @@ impl Method {
 /// One source on its way onto the grid.
 pub struct Track {
     reader: SourceReader,
-    methods: Vec<Method>,
     /// The columns averaged (rates), with their state in `rates` at the same position.
     averaged: Vec<usize>,
-    /// The columns read at a point (gauges, totals).
+    /// The columns read at a point: gauges, then totals (`gauges` of them gauges).
     pointwise: Vec<usize>,
+    gauges: usize,
     period: f64,
     max_gap: f64,
     /// Start of the first row's interval: before it, rates are unknown.
@@ -84,11 +84,25 @@ impl Rate {
         }
     }
 
-    /// Adds a later piece of known value `v` over `w` seconds.
-    fn add(&mut self, v: f64, w: f64) {
-        self.acc += v * w;
-        self.same &= v == self.base;
+    /// Adds a later piece of value `v` over `w` seconds (NaN: unknown).
+    fn add_known(&mut self, v: f64, w: f64) {
+        if v.is_nan() {
+            self.unknown = true;
+        } else {
+            self.acc += v * w;
+            self.same &= v == self.base;
+        }
     }
+}
+
+/// The pieces of a cell met so far: up to two are only their weights (the rows are `prev`
+/// and `cur`); from the third on they are summed per column in the track's `rates`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Pieces {
+    None,
+    One(f64),
+    Two(f64, f64),
+    Summed,
 }
 
 impl Track {
@@ -105,13 +119,19 @@ impl Track {
         let Some(t0) = reader.next_row(&mut cur)? else {
             return Ok(None);
         };
-        let (averaged, pointwise): (Vec<usize>, Vec<usize>) =
+        let (averaged, mut pointwise): (Vec<usize>, Vec<usize>) =
             (0..n).partition(|&j| methods[j] == Method::Average);
+        pointwise.sort_by_key(|&j| methods[j] == Method::Counter);
+        let gauges = pointwise
+            .iter()
+            .filter(|&&j| methods[j] == Method::Interpolate)
+            .count();
         Ok(Some(Track {
             reader,
             rates: vec![Rate::default(); averaged.len()],
             averaged,
             pointwise,
+            gauges,
             period,
             max_gap,
             start: t0 - period,
@@ -123,7 +143,6 @@ impl Track {
             next: vec![f64::NAN; n],
             first: t0,
             empty: vec![0; n],
-            methods,
         }))
     }
 
@@ -135,6 +154,14 @@ impl Track {
     /// Corrected time of the row read last.
     pub fn last_time(&self) -> f64 {
         self.pending.unwrap_or(self.cur_t)
+    }
+
+    /// Adds the current row over `w` seconds to every averaged column's sums.
+    fn add_piece(&mut self, w: f64) {
+        let cur = &self.cur;
+        for (&j, r) in self.averaged.iter().zip(self.rates.iter_mut()) {
+            r.add_known(cur[j], w);
+        }
     }
 
     /// Moves one row on; false at the end of the source (the state is then unchanged).
@@ -173,34 +200,38 @@ impl Track {
     /// floating point), and a steady 95.3 must not become 95.30000000000001. (Summing
     /// differences from the first value instead would lose digits where a large value has a
     /// sliver of the cell.)
+    ///
+    /// Most cells take one or two rows (a source at the grid's rate, off its phase): those
+    /// rows are still `cur` and `prev` when the cell closes, so their average is computed
+    /// there, column by column, from two weights. Only a third row makes the per-column
+    /// sums (in `rates`), just before the step that would drop the first.
     pub fn cell(&mut self, lo: f64, hi: f64, out: &mut [f64]) -> anyhow::Result<bool> {
-        // The first piece of the cell sets each rate's base; no per-column branch for it.
-        let mut first = true;
+        let mut pieces = Pieces::None;
         loop {
             let a = self.prev_t.max(lo);
             let b = self.cur_t.min(hi);
             if b > a {
                 let w = b - a;
-                let cur = &self.cur;
-                let rates = self.averaged.iter().zip(self.rates.iter_mut());
-                if first {
-                    first = false;
-                    for (&j, r) in rates {
-                        *r = Rate::start(cur[j], w);
-                    }
-                } else {
-                    for (&j, r) in rates {
-                        let v = cur[j];
-                        if v.is_nan() {
-                            r.unknown = true;
-                        } else {
-                            r.add(v, w);
-                        }
-                    }
+                // A cell at `Two` was summed before its step: a piece finds None, One or
+                // Summed.
+                match pieces {
+                    Pieces::None => pieces = Pieces::One(w),
+                    Pieces::One(w1) => pieces = Pieces::Two(w1, w),
+                    Pieces::Two(..) | Pieces::Summed => self.add_piece(w),
                 }
             }
             if self.cur_t >= hi {
                 break;
+            }
+            if let Pieces::Two(w1, w2) = pieces {
+                // The step drops the first row: sum the two pieces now.
+                let prev = &self.prev;
+                let cur = &self.cur;
+                for (&j, r) in self.averaged.iter().zip(self.rates.iter_mut()) {
+                    *r = Rate::start(prev[j], w1);
+                    r.add_known(cur[j], w2);
+                }
+                pieces = Pieces::Summed;
             }
             if !self.step()? {
                 // A last row a hair before the grid time still closes the cell: corrected
@@ -208,52 +239,75 @@ impl Track {
                 // the microsecond, so a shortfall under 1 µs is not a missing row.
                 if hi - self.cur_t < 1e-6 {
                     // The row stands for the interval up to hi: its value covers the sliver
-                    // too.
-                    let sliver = hi - self.cur_t;
-                    for (&j, r) in self.averaged.iter().zip(self.rates.iter_mut()) {
-                        let v = self.cur[j];
-                        if first {
-                            *r = Rate::start(v, sliver);
-                        } else if !v.is_nan() {
-                            r.add(v, sliver);
-                        }
+                    // too (a row added to itself leaves one or no piece as it is).
+                    if pieces == Pieces::Summed {
+                        self.add_piece(hi - self.cur_t);
+                    } else if pieces == Pieces::None {
+                        pieces = Pieces::One(hi - self.cur_t);
                     }
-                    first = false;
                     self.cur_t = hi;
                     break;
                 }
                 return Ok(false);
             }
         }
-        if first {
-            // No piece at all (a cell narrower than time's rounding): nothing is known.
-            for r in &mut self.rates {
-                r.unknown = true;
+        let width = hi - lo;
+        let (prev, cur) = (&self.prev, &self.cur);
+        let averaged = self.averaged.iter();
+        if lo < self.start {
+            // Before the first row's interval: nothing is known.
+            for &j in averaged {
+                out[j] = f64::NAN;
+            }
+        } else {
+            match pieces {
+                // No piece at all (a cell narrower than time's rounding): nothing is known.
+                Pieces::None => averaged.for_each(|&j| out[j] = f64::NAN),
+                Pieces::One(_) => averaged.for_each(|&j| out[j] = cur[j]),
+                Pieces::Two(w1, w2) => {
+                    for &j in averaged {
+                        let (p, c) = (prev[j], cur[j]);
+                        // NaN in either piece leaves the cell unknown: NaN ≠ NaN, and the
+                        // sum is NaN.
+                        out[j] = if p == c { p } else { (p * w1 + c * w2) / width };
+                    }
+                }
+                Pieces::Summed => {
+                    for (&j, r) in averaged.zip(&self.rates) {
+                        out[j] = if r.unknown {
+                            f64::NAN
+                        } else if r.same {
+                            r.base
+                        } else {
+                            r.acc / width
+                        };
+                    }
+                }
             }
         }
         let exact = self.cur_t == hi;
         let span = self.cur_t - self.prev_t;
         let w = (hi - self.prev_t) / span;
-        let before_start = lo < self.start;
-        let width = hi - lo;
-        for (&j, r) in self.averaged.iter().zip(&self.rates) {
-            out[j] = if before_start || r.unknown {
-                f64::NAN
-            } else if r.same {
-                r.base
-            } else {
-                r.acc / width
-            };
-        }
-        for &j in &self.pointwise {
-            let (p, c) = (self.prev[j], self.cur[j]);
-            out[j] = match self.methods[j] {
-                _ if exact => c,
-                Method::Counter if c < p => f64::NAN,
-                _ if span > self.max_gap => f64::NAN,
-                // NaN in either row propagates: never invented.
-                _ => p + (c - p) * w,
-            };
+        let (gauges, counters) = self.pointwise.split_at(self.gauges);
+        let (prev, cur) = (&self.prev, &self.cur);
+        if exact {
+            for &j in &self.pointwise {
+                out[j] = cur[j];
+            }
+        } else if span > self.max_gap {
+            for &j in &self.pointwise {
+                out[j] = f64::NAN;
+            }
+        } else {
+            // NaN in either row propagates: never invented.
+            for &j in gauges {
+                let (p, c) = (prev[j], cur[j]);
+                out[j] = p + (c - p) * w;
+            }
+            for &j in counters {
+                let (p, c) = (prev[j], cur[j]);
+                out[j] = if c < p { f64::NAN } else { p + (c - p) * w };
+            }
         }
         for (o, e) in out.iter().zip(self.empty.iter_mut()) {
             *e += u64::from(o.is_nan());
