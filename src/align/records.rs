@@ -43,6 +43,30 @@ pub struct Records {
     width: Option<usize>,
 }
 
+/// A record's fields (from [`Records::fields`]).
+pub struct Fields<'a> {
+    text: &'a [u8],
+    ends: &'a [usize],
+    first: usize,
+    gap: usize,
+}
+
+impl Fields<'_> {
+    /// Field `i` (empty if there is no such field).
+    #[inline(always)]
+    pub fn get(&self, i: usize) -> &[u8] {
+        let Some(&b) = self.ends.get(i) else {
+            return b"";
+        };
+        let a = if i == 0 {
+            self.first
+        } else {
+            self.ends[i - 1] + self.gap
+        };
+        &self.text[a..b]
+    }
+}
+
 /// What a scan of the buffered bytes found.
 enum Scan {
     /// A record ending at this offset (exclusive), spanning this many line breaks.
@@ -111,6 +135,22 @@ impl Records {
             &self.scratch[a..b]
         } else {
             &self.buf[a..b]
+        }
+    }
+
+    /// The current record's fields, for reading many: the record's kind (plain or quoted)
+    /// and its field count are looked at once, not per field.
+    #[inline(always)]
+    pub fn fields(&self) -> Fields<'_> {
+        Fields {
+            text: if self.quoted {
+                &self.scratch
+            } else {
+                &self.buf
+            },
+            ends: &self.ends[..self.fields],
+            first: self.first,
+            gap: self.gap,
         }
     }
 
