@@ -427,7 +427,7 @@ fn peek(spec: &ReadSpec, origin: i64) -> anyhow::Result<Peek> {
     let mut r = SourceReader::open(&spec, origin)?;
     let mut times = Vec::new();
     while times.len() < PEEK_ROWS {
-        match r.next_row(&mut [])? {
+        match r.next_row(&mut Vec::new())? {
             Some(t) => times.push(t),
             None => break,
         }

@@ -563,10 +563,11 @@ impl RowParser {
 }
 
 /// Rows read ahead of the consumer while it waits for the next clock probe: a ring of at
-/// most `cap` rows.
+/// most `cap` rows, each with its own buffer of values, which `pop` trades for the
+/// consumer's (no copy).
 struct Lookahead {
     rows: Vec<Row>,
-    values: Vec<f64>,
+    values: Vec<Vec<f64>>,
     width: usize,
     cap: usize,
     head: usize,
@@ -578,7 +579,7 @@ impl Lookahead {
         let cap = (LOOKAHEAD_BYTES / (8 * width + 32)).max(64);
         Lookahead {
             rows: Vec::with_capacity(cap),
-            values: vec![0.0; cap * width],
+            values: Vec::with_capacity(cap),
             width,
             cap,
             head: 0,
@@ -596,10 +597,11 @@ impl Lookahead {
 
     /// Reads one row from `p` into the back; `None` at the end.
     fn push_from(&mut self, p: &mut RowParser) -> anyhow::Result<Option<Row>> {
-        let cap = self.cap;
-        let slot = (self.head + self.len) % cap;
-        let w = self.width;
-        let Some(row) = p.read(&mut self.values[slot * w..slot * w + w])? else {
+        let slot = (self.head + self.len) % self.cap;
+        if slot == self.values.len() {
+            self.values.push(vec![0.0; self.width]);
+        }
+        let Some(row) = p.read(&mut self.values[slot])? else {
             return Ok(None);
         };
         if slot == self.rows.len() {
@@ -611,11 +613,15 @@ impl Lookahead {
         Ok(Some(row))
     }
 
-    /// Takes the front row, copying its values to `values`.
-    fn pop(&mut self, values: &mut [f64]) -> Option<Row> {
+    /// Takes the front row, its values into `values` (whose buffer takes the row's place).
+    fn pop(&mut self, values: &mut Vec<f64>) -> Option<Row> {
         let row = self.front()?;
-        let w = self.width;
-        values.copy_from_slice(&self.values[self.head * w..self.head * w + w]);
+        let slot = &mut self.values[self.head];
+        if values.len() == slot.len() {
+            std::mem::swap(values, slot);
+        } else {
+            values.clone_from(slot);
+        }
         self.head = (self.head + 1) % self.cap;
         self.len -= 1;
         Some(row)
@@ -748,7 +754,7 @@ impl SourceReader {
     }
 
     /// The next row in local time with its offset, values in `values`.
-    fn next_local(&mut self, values: &mut [f64]) -> anyhow::Result<Option<(Row, f64)>> {
+    fn next_local(&mut self, values: &mut Vec<f64>) -> anyhow::Result<Option<(Row, f64)>> {
         loop {
             match &mut self.clock {
                 Clock::None => {
@@ -810,7 +816,7 @@ impl SourceReader {
 
     /// Reads the next row into `values` (NaN for an empty cell); returns its corrected time,
     /// or `None` at the end.
-    pub fn next_row(&mut self, values: &mut [f64]) -> anyhow::Result<Option<f64>> {
+    pub fn next_row(&mut self, values: &mut Vec<f64>) -> anyhow::Result<Option<f64>> {
         let Some((row, offset)) = self.next_local(values)? else {
             return Ok(None);
         };
@@ -1062,7 +1068,7 @@ mod tests {
             };
             let mut r = SourceReader::open(&spec, 1000).expect("open");
             let mut c = ClockCursor::open(&oc, 1000).expect("cursor");
-            let mut v = [0.0];
+            let mut v = vec![0.0];
             for i in 0..50_000usize {
                 let t = r.next_row(&mut v).expect("row").expect("a row");
                 let local = i as f64 / 10.0;
