@@ -733,6 +733,13 @@ fn errors_name_what_is_wrong() {
             &[],
             "FILE:2:2: '1\\r2' in column x is not a number",
         ),
+        // A number past f64's range is no value: the cell should be empty.
+        (
+            "inf.csv",
+            format!("time,x\n{},1\n{},1e999\n", stamp(0.0), stamp(1.0)),
+            &[],
+            "FILE:3:2: 1e999 in column x: leave the cell empty for a missing value",
+        ),
         // Traces that overlap, but for less than one interval of the grid asked for.
         (
             "shifted.csv",

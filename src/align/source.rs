@@ -119,8 +119,37 @@ pub fn unit_from_name(name: &str) -> &'static str {
 /// 128-bit integers.
 #[inline(always)]
 pub fn parse_number(cell: &[u8]) -> Option<f64> {
+    parse_with(cell, Some, slow_number)
+}
+
+/// What is wrong with a data cell.
+enum BadCell {
+    /// A number, but infinite or NaN (`inf`, `1e999`).
+    NotFinite,
+    /// Not a number at all.
+    NotANumber,
+}
+
+/// A data cell's value (NaN for an empty or all-padding cell). Only the standard parser's
+/// results need checking for being finite: the fast way's always are.
+#[inline(always)]
+fn cell_value(cell: &[u8]) -> Result<f64, BadCell> {
+    if cell.is_empty() {
+        return Ok(f64::NAN);
+    }
+    parse_with(cell, Ok, |cell| match slow_number(cell) {
+        Some(x) if x.is_finite() => Ok(x),
+        Some(_) => Err(BadCell::NotFinite),
+        None if cell.trim_ascii().is_empty() => Ok(f64::NAN),
+        None => Err(BadCell::NotANumber),
+    })
+}
+
+/// `parse_number`'s fast way, giving `done(value)`, or `slow(cell)` where it does not apply.
+#[inline(always)]
+fn parse_with<R>(cell: &[u8], done: impl Fn(f64) -> R, slow: impl Fn(&[u8]) -> R) -> R {
     if cell == b"0" {
-        return Some(0.0);
+        return done(0.0);
     }
     let (neg, digits) = match cell.first() {
         Some(b'-') => (true, &cell[1..]),
@@ -144,19 +173,19 @@ pub fn parse_number(cell: &[u8]) -> Option<f64> {
             for b in fraction {
                 let d = b.wrapping_sub(b'0');
                 if d >= 10 {
-                    return slow_number(cell);
+                    return slow(cell);
                 }
                 mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(d));
             }
             fraction.len()
         }
-        _ => return slow_number(cell),
+        _ => return slow(cell),
     };
     let count = digits.len() - usize::from(has_point);
     // Up to 19 digits (leading zeros included, which is stricter than 19 significant
     // ones) fit the mantissa exactly.
     if count == 0 || count > 19 || decimals > 22 {
-        return slow_number(cell);
+        return slow(cell);
     }
     let v = if mantissa < 1 << 53 {
         if decimals == 0 {
@@ -166,9 +195,12 @@ pub fn parse_number(cell: &[u8]) -> Option<f64> {
             mantissa as f64 / POW10[decimals]
         }
     } else {
-        exact_quotient(mantissa, decimals).or_else(|| slow_number(digits))?
+        match exact_quotient(mantissa, decimals) {
+            Some(v) => v,
+            None => return slow(cell),
+        }
     };
-    Some(if neg { -v } else { v })
+    done(if neg { -v } else { v })
 }
 
 /// Powers of ten exact as `f64`.
@@ -535,27 +567,22 @@ impl RowParser {
         let fields = rec.fields();
         for (k, (&ci, v)) in self.columns.iter().zip(values.iter_mut()).enumerate() {
             let cell = fields.get(ci);
-            *v = if cell.is_empty() {
-                f64::NAN
-            } else {
-                match parse_number(cell) {
-                    Some(x) if x.is_finite() => x,
-                    Some(_) => bail!(
-                        "{}:{line}:{}: {} in column {}: leave the cell empty for a missing value",
-                        self.label,
-                        ci + 1,
-                        String::from_utf8_lossy(cell).escape_debug(),
-                        self.names[k]
-                    ),
-                    None if cell.trim_ascii().is_empty() => f64::NAN,
-                    None => bail!(
-                        "{}:{line}:{}: '{}' in column {} is not a number",
-                        self.label,
-                        ci + 1,
-                        String::from_utf8_lossy(cell).escape_debug(),
-                        self.names[k]
-                    ),
-                }
+            *v = match cell_value(cell) {
+                Ok(x) => x,
+                Err(BadCell::NotFinite) => bail!(
+                    "{}:{line}:{}: {} in column {}: leave the cell empty for a missing value",
+                    self.label,
+                    ci + 1,
+                    String::from_utf8_lossy(cell).escape_debug(),
+                    self.names[k]
+                ),
+                Err(BadCell::NotANumber) => bail!(
+                    "{}:{line}:{}: '{}' in column {} is not a number",
+                    self.label,
+                    ci + 1,
+                    String::from_utf8_lossy(cell).escape_debug(),
+                    self.names[k]
+                ),
             };
         }
         Ok(Some(Row { t, line, probe }))
