@@ -41,6 +41,7 @@ pub struct Track {
     averaged: Vec<usize>,
     /// The columns read at a point: gauges, then totals (`gauges` of them gauges).
     pointwise: Vec<usize>,
+    /// How many of `pointwise` are gauges.
     gauges: usize,
     period: f64,
     max_gap: f64,
@@ -239,7 +240,8 @@ impl Track {
                 // the microsecond, so a shortfall under 1 µs is not a missing row.
                 if hi - self.cur_t < 1e-6 {
                     // The row stands for the interval up to hi: its value covers the sliver
-                    // too (a row added to itself leaves one or no piece as it is).
+                    // too. As a piece it joins the sums; a lone piece of the same row
+                    // already has its value.
                     if pieces == Pieces::Summed {
                         self.add_piece(hi - self.cur_t);
                     } else if pieces == Pieces::None {
@@ -289,7 +291,6 @@ impl Track {
         let span = self.cur_t - self.prev_t;
         let w = (hi - self.prev_t) / span;
         let (gauges, counters) = self.pointwise.split_at(self.gauges);
-        let (prev, cur) = (&self.prev, &self.cur);
         if exact {
             for &j in &self.pointwise {
                 out[j] = cur[j];
