@@ -27,7 +27,8 @@ pub struct Node {
 }
 
 impl Node {
-    /// Parses `NAME=HOST[:PORT]` (port 12310 when left out; IPv6 as `[::1]:PORT`).
+    /// Parses `NAME=HOST[:PORT]` (port 12310 when left out; IPv6 as `::1`, `[::1]` or
+    /// `[::1]:PORT`).
     pub fn parse(spec: &str) -> Result<Node, String> {
         let hint = format!("give NAME=HOST[:PORT], e.g. vm1=10.0.0.2:{DEFAULT_PORT}");
         let Some((name, addr)) = spec.split_once('=') else {
@@ -42,6 +43,16 @@ impl Node {
         } else if let Ok(ip) = addr.parse::<std::net::IpAddr>() {
             // A bare IP, IPv6 included.
             std::net::SocketAddr::new(ip, DEFAULT_PORT).to_string()
+        } else if let Some(Ok(ip)) = addr
+            .strip_prefix('[')
+            .and_then(|a| a.strip_suffix(']'))
+            .map(str::parse::<std::net::Ipv6Addr>)
+        {
+            // An IPv6 address in brackets, as it is written with a port, but without one.
+            std::net::SocketAddr::new(ip.into(), DEFAULT_PORT).to_string()
+        } else if addr.contains(['[', ']']) {
+            // Brackets hold an IPv6 address only; no host name has them.
+            return Err(format!("agent {spec:?}: bad address {addr:?}: {hint}"));
         } else {
             match addr.rsplit_once(':') {
                 None => format!("{addr}:{DEFAULT_PORT}"),
@@ -469,6 +480,11 @@ mod tests {
         );
         assert_eq!(Node::parse("a=::1").expect("ok").addr, "[::1]:12310");
         assert_eq!(Node::parse("a=[::1]:5").expect("ok").addr, "[::1]:5");
+        assert_eq!(Node::parse("a=[::1]").expect("ok").addr, "[::1]:12310");
+        assert_eq!(
+            Node::parse("a=[fd00::2]").expect("ok").addr,
+            "[fd00::2]:12310"
+        );
         assert_eq!(
             Node::parse("a=host.lan").expect("ok").addr,
             "host.lan:12310"
@@ -481,6 +497,8 @@ mod tests {
             "a=host:port",
             "a,b=h:1",
             "a=h:99999",
+            "a=[1.2.3.4]",
+            "a=[::1",
         ] {
             let e = Node::parse(bad).expect_err(bad);
             assert!(
