@@ -127,6 +127,26 @@ pub fn parse_bytes(s: &str) -> Result<f64, String> {
     }
 }
 
+/// `parse_bytes` for a whole number of bytes (`32Gi`, `500M`, `4096`): plain integers are
+/// read exactly, all 64 bits of them.
+pub fn parse_byte_count(s: &str) -> Result<u64, String> {
+    if let Ok(n) = s.trim().parse::<u64>() {
+        return if n > 0 {
+            Ok(n)
+        } else {
+            Err(format!("'{s}' must be a positive byte count"))
+        };
+    }
+    let b = parse_bytes(s)?;
+    // 2^64 is exact in f64; anything at or above it does not fit.
+    if b.fract() != 0.0 || b >= 18_446_744_073_709_551_616.0 {
+        return Err(format!(
+            "'{s}' is not a whole number of bytes up to 2^64 - 1"
+        ));
+    }
+    Ok(b as u64)
+}
+
 /// Options of the synthetic inputs.
 #[derive(Debug, Args)]
 pub struct Timing {
@@ -690,4 +710,44 @@ fn play_io(
         return Err(anyhow::Error::new(e).context("cannot write the --log file"));
     }
     Ok(summary.signal.map_or(0, |s| 128 + s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_counts_take_si_and_binary_units() {
+        for (text, want) in [
+            ("4096", 4096.0),
+            ("10M", 1e7),
+            ("512k", 512e3),
+            ("1.5KB", 1500.0),
+            ("1Gi", 1073741824.0),
+            ("256MiB", 268435456.0),
+            (" 7 B ", 7.0),
+        ] {
+            assert_eq!(parse_bytes(text), Ok(want), "{text}");
+        }
+        for bad in ["", "x", "10Q", "0", "-5M", "1e400"] {
+            assert!(parse_bytes(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_byte_count("32Gi"), Ok(32 << 30));
+        assert_eq!(parse_byte_count("500M"), Ok(500_000_000));
+        assert_eq!(
+            parse_byte_count("18446744073709551615"),
+            Ok(u64::MAX),
+            "a plain integer is read exactly"
+        );
+        for bad in [
+            "0",
+            "0.5",
+            "1.0001k",
+            "16Gi Gi",
+            "20000000000000000000",
+            "1e20",
+        ] {
+            assert!(parse_byte_count(bad).is_err(), "{bad}");
+        }
+    }
 }

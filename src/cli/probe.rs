@@ -14,6 +14,7 @@ use crate::net::probe::{
 use crate::trace::{FileRows, RowSink, StdoutRows};
 
 use super::analyze::usage;
+use super::load::parse_byte_count;
 
 /// `vmmon probe` subcommands.
 #[derive(Debug, Subcommand)]
@@ -44,8 +45,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
     max_seconds: f64,
 
-    /// Most bytes one bandwidth test may deliver to this agent (default 32 GiB).
-    #[arg(long, value_name = "BYTES", default_value_t = 32 << 30)]
+    /// Most bytes one bandwidth test may deliver to this agent (`32Gi`, `500M`, `4096`).
+    #[arg(long, value_name = "BYTES", value_parser = parse_byte_count, default_value = "32Gi")]
     max_bytes: u64,
 
     /// Seconds a client has to send its request line.
@@ -170,9 +171,6 @@ fn seconds(option: &str, v: f64, max: f64) -> anyhow::Result<Duration> {
 fn serve(a: ServeArgs) -> anyhow::Result<i32> {
     seconds("--max-seconds", a.max_seconds, 3600.0)?;
     seconds("--request-timeout", a.request_timeout, 60.0)?;
-    if a.max_bytes == 0 {
-        return Err(usage("--max-bytes 0: give at least 1".into()));
-    }
     let limits = Limits {
         max_seconds: a.max_seconds,
         max_bytes: a.max_bytes,
