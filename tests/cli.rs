@@ -577,7 +577,7 @@ fn runtime_sweep_regressions() {
 
     let (same, log, vmmon_bin) = (at("s.csv"), at("l.csv"), env!("CARGO_BIN_EXE_vmmon"));
     let (x1, x2, x3) = (at("x1"), at("x2"), at("x3"));
-    let cases: [(&[&str], i32, &str); 13] = [
+    let cases: [(&[&str], i32, &str); 14] = [
         // One file named for two outputs: the rows were lost to the summary.
         (
             &["record", "-n", "2", "-o", &same, "--meta", &same],
@@ -612,10 +612,16 @@ fn runtime_sweep_regressions() {
             2,
             "shorter than two slices",
         ),
+        // A value far out of range is shown as typed, not as 300 digits.
+        (
+            &["record", "-r", "1e-300", "-n", "1"],
+            2,
+            "invalid rate 1e-300 Hz: it must be a number from 0.01 to 1000",
+        ),
         (
             &["clock", "probe", "127.0.0.1:9", "-r", "1e-30", "-n", "2"],
             2,
-            "--rate 0.000000000000000000000000000001",
+            "--rate 1e-30: give bursts per second",
         ),
         (
             &[

@@ -479,7 +479,10 @@ impl Plan {
         if let Some(r) = opts.rate_hz
             && !(r > 0.0 && r.is_finite() && r <= 1e6)
         {
-            return Err(usage(format!("--rate {r} must be a positive number of Hz")));
+            return Err(usage(format!(
+                "--rate {} must be a positive number of Hz",
+                crate::trace::shown(r)
+            )));
         }
         if let Some(g) = opts.max_gap_s
             && !(g > 0.0 && g.is_finite())

@@ -131,13 +131,13 @@ fn probe(a: ProbeArgs) -> anyhow::Result<i32> {
     if !(a.rate.is_finite() && a.rate >= 1.0 / 86_400.0 && a.rate <= 1000.0) {
         return Err(usage(format!(
             "--rate {}: give bursts per second from 1/86400 (one a day) to 1000",
-            a.rate
+            trace::shown(a.rate)
         )));
     }
     if !(a.timeout.is_finite() && a.timeout >= 1e-3 && a.timeout <= 60.0) {
         return Err(usage(format!(
             "--timeout {}: give seconds from 0.001 to 60",
-            a.timeout
+            trace::shown(a.timeout)
         )));
     }
     super::distinct_outputs(("-o", a.out.as_deref()), ("--json", a.json.as_deref()))?;

@@ -366,7 +366,8 @@ pub fn run(cmd: LoadCommand) -> anyhow::Result<i32> {
                 && !(p.is_finite() && (trace::MIN_PERIOD..=trace::MAX_PERIOD).contains(&p))
             {
                 return Err(usage(format!(
-                    "--period {p}: give seconds from {} to {}",
+                    "--period {}: give seconds from {} to {}",
+                    crate::trace::shown(p),
                     trace::MIN_PERIOD,
                     trace::MAX_PERIOD
                 )));

@@ -162,7 +162,8 @@ pub fn run(cmd: ProbeCommand) -> anyhow::Result<i32> {
 fn seconds(option: &str, v: f64, max: f64) -> anyhow::Result<Duration> {
     if !(v.is_finite() && (1e-3..=max).contains(&v)) {
         return Err(usage(format!(
-            "{option} {v}: give seconds from 0.001 to {max}"
+            "{option} {}: give seconds from 0.001 to {max}",
+            crate::trace::shown(v)
         )));
     }
     Ok(Duration::from_secs_f64(v))

@@ -226,7 +226,11 @@ impl Options {
     fn check(&self) -> anyhow::Result<()> {
         use crate::record::UsageError;
         if !(self.rate.is_finite() && self.rate > 0.0 && self.rate <= 100.0) {
-            return Err(UsageError(format!("--rate {}: give 0 < Hz ≤ 100", self.rate)).into());
+            return Err(UsageError(format!(
+                "--rate {}: give 0 < Hz ≤ 100",
+                crate::trace::shown(self.rate)
+            ))
+            .into());
         }
         let samples = self.duration.as_secs_f64() * self.rate;
         if samples < 10.0 {

@@ -121,7 +121,8 @@ impl RecordConfig {
         let r = self.rate_hz;
         if !r.is_finite() || !(MIN_RATE_HZ..=MAX_RATE_HZ).contains(&r) {
             return Err(UsageError(format!(
-                "invalid rate {r} Hz: it must be a number from {MIN_RATE_HZ} to {MAX_RATE_HZ}"
+                "invalid rate {} Hz: it must be a number from {MIN_RATE_HZ} to {MAX_RATE_HZ}",
+                crate::trace::shown(r)
             )));
         }
         if let Some(p) = self.period

@@ -43,6 +43,17 @@ pub fn push_seconds(out: &mut String, d: Duration) {
     let _ = write!(out, "{}.{:06}", d.as_secs(), d.subsec_micros());
 }
 
+/// A number as a message shows it: as written for everyday sizes, in exponent form beyond
+/// them (`1e-300`, not three hundred digits).
+pub fn shown(x: f64) -> String {
+    let a = x.abs();
+    if x == 0.0 || !x.is_finite() || (1e-5..1e16).contains(&a) {
+        x.to_string()
+    } else {
+        format!("{x:e}")
+    }
+}
+
 /// Quotes a CSV field if RFC 4180 requires it.
 pub fn csv_field(s: &str) -> std::borrow::Cow<'_, str> {
     if s.contains([',', '"', '\n', '\r']) {
@@ -304,6 +315,22 @@ impl Metadata {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers_in_messages_are_short() {
+        for (x, want) in [
+            (0.0, "0"),
+            (2.5, "2.5"),
+            (0.001, "0.001"),
+            (1e15, "1000000000000000"),
+            (1e-30, "1e-30"),
+            (-1e-300, "-1e-300"),
+            (1e300, "1e300"),
+            (f64::INFINITY, "inf"),
+        ] {
+            assert_eq!(shown(x), want);
+        }
+    }
 
     #[test]
     fn time_formats() {
