@@ -318,6 +318,19 @@ fn usage_errors_exit_2_with_a_clear_message() {
             "invalid value 'julian'",
         ),
         (&["frobnicate"], "unrecognized subcommand"),
+        // Far out of range: refused, and shown as typed.
+        (
+            &["align", "a=a.csv", "b=b.csv", "--offset", "b=1e300"],
+            "give an offset of at most 1e10 seconds either way",
+        ),
+        (
+            &["align", "a=a.csv", "b=b.csv", "--max-gap=-1e-300"],
+            "--max-gap -1e-300 must be a positive number of seconds",
+        ),
+        (
+            &["load", "const", "1e300", "-d", "1s"],
+            "worker threads asked for (the load reaches 1e300)",
+        ),
     ];
     for (args, msg) in cases {
         let (code, out, err) = run(args);

@@ -118,6 +118,9 @@ pub enum OffsetValue {
     File(PathBuf),
 }
 
+/// The largest `--offset` taken, seconds.
+const MAX_OFFSET_S: f64 = 1e10;
+
 /// One `--offset` argument.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OffsetArg {
@@ -134,8 +137,14 @@ impl FromStr for OffsetArg {
             format!("'{s}': an offset is written NAME=SECONDS (or NAME=FILE), e.g. vm1=0.25")
         })?;
         let value = match v.trim().parse::<f64>() {
-            Ok(x) if x.is_finite() => OffsetValue::Seconds(x),
-            Ok(_) => return Err(format!("'{s}': the offset must be a finite number")),
+            // Up to 1e10 s either way: a guest whose clock started at 1970 is 1.8e9 s
+            // behind, and beyond 1e10 s corrected times lose their microseconds.
+            Ok(x) if x.abs() <= MAX_OFFSET_S => OffsetValue::Seconds(x),
+            Ok(_) => {
+                return Err(format!(
+                    "'{s}': give an offset of at most {MAX_OFFSET_S:e} seconds either way"
+                ));
+            }
             Err(_) if Path::new(v).is_file() => OffsetValue::File(PathBuf::from(v)),
             Err(_) => {
                 return Err(format!(
@@ -488,7 +497,8 @@ impl Plan {
             && !(g > 0.0 && g.is_finite())
         {
             return Err(usage(format!(
-                "--max-gap {g} must be a positive number of seconds"
+                "--max-gap {} must be a positive number of seconds",
+                crate::trace::shown(g)
             )));
         }
         let index = |name: &str, what: &str| -> anyhow::Result<usize> {
@@ -595,7 +605,9 @@ impl Plan {
                 return Err(usage(format!(
                     "--max-gap {} s is shorter than the sampling period of {} ({} s): every \
                      cell would be empty",
-                    p.max_gap, s.name, p.period
+                    crate::trace::shown(p.max_gap),
+                    s.name,
+                    p.period
                 )));
             }
         }

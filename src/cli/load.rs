@@ -487,8 +487,8 @@ pub fn run(cmd: LoadCommand) -> anyhow::Result<i32> {
             };
             let what = format!(
                 "sine {} ± {} every {} s",
-                a.mean,
-                a.amplitude,
+                crate::trace::shown(a.mean),
+                crate::trace::shown(a.amplitude),
                 a.period.as_secs_f64()
             );
             (p, slice, n, a.common, what)
@@ -540,6 +540,7 @@ fn play(
     if threads == 0 {
         return Err(usage("--threads must be at least 1".into()));
     }
+    let peak = crate::trace::shown(peak);
     if threads < need {
         return Err(usage(format!(
             "the load reaches {peak}, which needs at least {need} threads (each is busy at \
