@@ -302,6 +302,53 @@ fn rate_resampling_conserves_the_integral() {
 }
 
 #[test]
+fn a_row_on_the_time_of_the_one_before_adds_nothing_to_a_cell() {
+    // Regression (review of f7f8e96): a sidecar claiming 1e17 Hz makes the gap row that
+    // stands one period before a late row round onto that row's own time. The late row then
+    // adds no piece, and a cell of one earlier piece must not average that row in as its
+    // second: (4, 6] holds an unknown second and stays empty, as it always did.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a: String = std::iter::once("time,x_per_s\n".to_string())
+        .chain((0..=12).map(|k| format!("{},{}\n", stamp(k as f64), 1 + 10 * k)))
+        .collect();
+    let b: String = std::iter::once("time,y_per_s\n".to_string())
+        .chain(
+            [0, 1, 2, 5, 6, 7, 8, 9, 10, 11, 12]
+                .iter()
+                .map(|&k| format!("{},{}\n", stamp(k as f64), 3 + 100 * k)),
+        )
+        .collect();
+    let a = write_file(&dir, "a.csv", &a);
+    let b = write_file(&dir, "b.csv", &b);
+    write_file(
+        &dir,
+        "b.csv.meta.json",
+        r#"{"rate_hz": 1e17, "columns": [{"name": "y_per_s", "kind": "rate", "unit": ""}]}"#,
+    );
+    let out = vmmon()
+        .args(["align", &format!("a={a}"), &format!("b={b}")])
+        .args(["--rate", "0.5", "--max-gap", "1.5"])
+        .output()
+        .expect("run vmmon");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "time,a.x_per_s,b.y_per_s\n\
+         1795400000.000000,,\n\
+         1795400002.000000,16,153\n\
+         1795400004.000000,36,\n\
+         1795400006.000000,56,\n\
+         1795400008.000000,76,753\n\
+         1795400010.000000,96,953\n\
+         1795400012.000000,116,1153\n"
+    );
+}
+
+#[test]
 fn constant_columns_stay_exactly_constant() {
     // A rate or gauge that does not change is the same number in every cell, at any grid
     // rate and phase: overlap weights that do not add up to the width exactly must not turn

@@ -90,9 +90,14 @@ impl Rate {
         if v.is_nan() {
             self.unknown = true;
         } else {
-            self.acc += v * w;
-            self.same &= v == self.base;
+            self.add(v, w);
         }
+    }
+
+    /// Adds a later piece of known value `v` over `w` seconds.
+    fn add(&mut self, v: f64, w: f64) {
+        self.acc += v * w;
+        self.same &= v == self.base;
     }
 }
 
@@ -220,6 +225,16 @@ impl Track {
                     Pieces::One(w1) => pieces = Pieces::Two(w1, w),
                     Pieces::Two(..) | Pieces::Summed => self.add_piece(w),
                 }
+            } else if let Pieces::One(w1) = pieces {
+                // (A later pass than the piece's, so after a step.) A step gave no piece (a row at the very time of the one before: a gap's
+                // row one period before a real one rounds onto it when the period is below
+                // the time's resolution). The lone piece's row is `prev` now and would not
+                // be `prev` at the next piece: sum it.
+                let prev = &self.prev;
+                for (&j, r) in self.averaged.iter().zip(self.rates.iter_mut()) {
+                    *r = Rate::start(prev[j], w1);
+                }
+                pieces = Pieces::Summed;
             }
             if self.cur_t >= hi {
                 break;
@@ -240,12 +255,21 @@ impl Track {
                 // the microsecond, so a shortfall under 1 µs is not a missing row.
                 if hi - self.cur_t < 1e-6 {
                     // The row stands for the interval up to hi: its value covers the sliver
-                    // too. As a piece it joins the sums; a lone piece of the same row
-                    // already has its value.
-                    if pieces == Pieces::Summed {
-                        self.add_piece(hi - self.cur_t);
-                    } else if pieces == Pieces::None {
-                        pieces = Pieces::One(hi - self.cur_t);
+                    // too. A known value joins the sums (an empty one adds nothing: the row's
+                    // own piece already made the cell unknown); a lone piece is of this row
+                    // and already has its value.
+                    let sliver = hi - self.cur_t;
+                    match pieces {
+                        Pieces::None => pieces = Pieces::One(sliver),
+                        Pieces::Summed => {
+                            let cur = &self.cur;
+                            for (&j, r) in self.averaged.iter().zip(self.rates.iter_mut()) {
+                                if !cur[j].is_nan() {
+                                    r.add(cur[j], sliver);
+                                }
+                            }
+                        }
+                        Pieces::One(_) | Pieces::Two(..) => {}
                     }
                     self.cur_t = hi;
                     break;
