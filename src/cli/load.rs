@@ -98,28 +98,9 @@ pub enum Kind {
 
 /// Parses `10M`, `512k`, `1Gi`, `4096` (SI or binary suffixes) into bytes.
 pub fn parse_bytes(s: &str) -> Result<f64, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let v: f64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("'{s}' is not a byte count (e.g. 10M, 512k, 1Gi)"))?;
-    let scale = match unit {
-        "" | "B" => 1.0,
-        "k" | "K" | "kB" | "KB" => 1e3,
-        "M" | "MB" => 1e6,
-        "G" | "GB" => 1e9,
-        "Ki" | "KiB" => 1024.0,
-        "Mi" | "MiB" => 1024.0 * 1024.0,
-        "Gi" | "GiB" => 1024.0 * 1024.0 * 1024.0,
-        _ => {
-            return Err(format!(
-                "'{s}': unknown unit '{unit}' (k, M, G, Ki, Mi, Gi)"
-            ));
-        }
-    };
-    let bytes = v * scale;
+    let (num, scale) = split_bytes(s)?;
+    let v: f64 = num.parse().map_err(|_| not_bytes(s))?;
+    let bytes = v * scale as f64;
     if bytes.is_finite() && bytes > 0.0 {
         Ok(bytes)
     } else {
@@ -127,24 +108,67 @@ pub fn parse_bytes(s: &str) -> Result<f64, String> {
     }
 }
 
-/// `parse_bytes` for a whole number of bytes (`32Gi`, `500M`, `4096`): plain integers are
-/// read exactly, all 64 bits of them.
+/// `parse_bytes` for a whole number of bytes (`32Gi`, `2.01M`, `4096`), read exactly from
+/// the digits (in binary floating point `2.01M` is 2009999.9999999998 bytes).
 pub fn parse_byte_count(s: &str) -> Result<u64, String> {
-    if let Ok(n) = s.trim().parse::<u64>() {
-        return if n > 0 {
-            Ok(n)
-        } else {
-            Err(format!("'{s}' must be a positive byte count"))
-        };
+    let (num, scale) = split_bytes(s)?;
+    let (int, frac) = num.split_once('.').unwrap_or((num, ""));
+    let digits = |d: &str| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit());
+    if !(digits(int) || (int.is_empty() && digits(frac))) || !(frac.is_empty() || digits(frac)) {
+        return Err(not_bytes(s));
     }
-    let b = parse_bytes(s)?;
-    // 2^64 is exact in f64; anything at or above it does not fit.
-    if b.fract() != 0.0 || b >= 18_446_744_073_709_551_616.0 {
-        return Err(format!(
-            "'{s}' is not a whole number of bytes up to 2^64 - 1"
-        ));
+    // The fraction's digits beyond 28 are past any unit's resolution (a GiB is 10 digits):
+    // if they are not all zero, the count is not whole. 28 digits times a GiB fit a u128.
+    let too_fine = frac.len() > 28 && frac[28..].bytes().any(|b| b != b'0');
+    let frac = &frac[..frac.len().min(28)];
+    let big = |d: &str| d.parse::<u128>().map_err(|_| too_big(s));
+    let whole = if int.is_empty() { 0 } else { big(int)? };
+    let part = if frac.is_empty() { 0 } else { big(frac)? };
+    let den = 10u128.pow(frac.len() as u32);
+    let scale = u128::from(scale);
+    let fraction = part.checked_mul(scale).ok_or_else(|| too_big(s))?;
+    if too_fine || fraction % den != 0 {
+        return Err(format!("'{s}' is not a whole number of bytes"));
     }
-    Ok(b as u64)
+    let bytes = whole
+        .checked_mul(scale)
+        .and_then(|b| b.checked_add(fraction / den))
+        .ok_or_else(|| too_big(s))?;
+    match u64::try_from(bytes) {
+        Ok(0) => Err(format!("'{s}' must be a positive byte count")),
+        Ok(b) => Ok(b),
+        Err(_) => Err(too_big(s)),
+    }
+}
+
+/// A byte count's number and its unit's bytes.
+fn split_bytes(s: &str) -> Result<(&str, u64), String> {
+    let t = s.trim();
+    let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let scale = match unit {
+        "" | "B" => 1,
+        "k" | "K" | "kB" | "KB" => 1_000,
+        "M" | "MB" => 1_000_000,
+        "G" | "GB" => 1_000_000_000,
+        "Ki" | "KiB" => 1 << 10,
+        "Mi" | "MiB" => 1 << 20,
+        "Gi" | "GiB" => 1 << 30,
+        _ => {
+            return Err(format!(
+                "'{s}': unknown unit '{unit}' (k, M, G, Ki, Mi, Gi)"
+            ));
+        }
+    };
+    Ok((num.trim(), scale))
+}
+
+fn not_bytes(s: &str) -> String {
+    format!("'{s}' is not a byte count (e.g. 10M, 512k, 1Gi)")
+}
+
+fn too_big(s: &str) -> String {
+    format!("'{s}' is more bytes than 2^64 - 1")
 }
 
 /// Options of the synthetic inputs.
@@ -731,25 +755,49 @@ mod tests {
         ] {
             assert_eq!(parse_bytes(text), Ok(want), "{text}");
         }
-        for bad in ["", "x", "10Q", "0", "-5M", "1e400"] {
+        for bad in ["", "x", "10Q", "0", "-5M", "1e400k"] {
             assert!(parse_bytes(bad).is_err(), "{bad}");
         }
+        // Past f64's range: a number, but not a finite count.
+        assert!(parse_bytes(&format!("1{}", "0".repeat(400))).is_err());
         assert_eq!(parse_byte_count("32Gi"), Ok(32 << 30));
         assert_eq!(parse_byte_count("500M"), Ok(500_000_000));
+        // Whole counts written with decimals, which f64 would miss by a hair.
+        for (text, want) in [
+            ("2.01M", 2_010_000),
+            ("1.07G", 1_070_000_000),
+            ("2.01k", 2010),
+            ("0.5Ki", 512),
+            (".5k", 500),
+            ("7.", 7),
+            ("1.500000000000000000000000000000000000M", 1_500_000),
+        ] {
+            assert_eq!(parse_byte_count(text), Ok(want), "{text}");
+        }
         assert_eq!(
             parse_byte_count("18446744073709551615"),
             Ok(u64::MAX),
             "a plain integer is read exactly"
         );
-        for bad in [
-            "0",
-            "0.5",
-            "1.0001k",
-            "16Gi Gi",
-            "20000000000000000000",
-            "1e20",
+        for (bad, why) in [
+            ("0", "positive"),
+            ("0.0k", "positive"),
+            ("0.5", "whole"),
+            ("1.0001k", "whole"),
+            ("1.0000000000000000000000000000001", "whole"),
+            ("0.99999999999999999999999999999999Gi", "whole"),
+            ("18446744073709551616", "2^64"),
+            ("20000000000000000000B", "2^64"),
+            ("17179869184Gi", "2^64"),
+            ("1e3", "unknown unit"),
+            ("16Gi Gi", "unknown unit"),
+            ("-5M", "not a byte count"),
+            ("1.2.3k", "not a byte count"),
+            (".", "not a byte count"),
+            ("", "not a byte count"),
         ] {
-            assert!(parse_byte_count(bad).is_err(), "{bad}");
+            let e = parse_byte_count(bad).expect_err(bad);
+            assert!(e.contains(why), "{bad}: {e}");
         }
     }
 }
