@@ -321,7 +321,7 @@ fn usage_errors_exit_2_with_a_clear_message() {
         // Far out of range: refused, and shown as typed.
         (
             &["align", "a=a.csv", "b=b.csv", "--offset", "b=1e300"],
-            "give an offset of at most 1e10 seconds either way",
+            "give an offset of at most 4e9 seconds either way",
         ),
         (
             &["align", "a=a.csv", "b=b.csv", "--max-gap=-1e-300"],

@@ -119,7 +119,7 @@ pub enum OffsetValue {
 }
 
 /// The largest `--offset` taken, seconds.
-const MAX_OFFSET_S: f64 = 1e10;
+const MAX_OFFSET_S: f64 = 4e9;
 
 /// One `--offset` argument.
 #[derive(Debug, Clone, PartialEq)]
@@ -137,8 +137,9 @@ impl FromStr for OffsetArg {
             format!("'{s}': an offset is written NAME=SECONDS (or NAME=FILE), e.g. vm1=0.25")
         })?;
         let value = match v.trim().parse::<f64>() {
-            // Up to 1e10 s either way: a guest whose clock started at 1970 is 1.8e9 s
-            // behind, and beyond 1e10 s corrected times lose their microseconds.
+            // Up to 4e9 s either way: a guest whose clock started at 1970 is 1.8e9 s
+            // behind, and from 2^33 s (8.6e9) on f64 times are 1.9 µs apart, coarser than the
+            // microseconds times are written in.
             Ok(x) if x.abs() <= MAX_OFFSET_S => OffsetValue::Seconds(x),
             Ok(_) => {
                 return Err(format!(
