@@ -331,6 +331,10 @@ fn usage_errors_exit_2_with_a_clear_message() {
             &["load", "const", "1e300", "-d", "1s"],
             "worker threads asked for (the load reaches 1e300)",
         ),
+        (
+            &["topo", "--threshold", "1e300", "x.csv"],
+            "--threshold 1e300 must be between 0 and 1",
+        ),
     ];
     for (args, msg) in cases {
         let (code, out, err) = run(args);

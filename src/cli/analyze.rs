@@ -66,7 +66,7 @@ impl TraceArgs {
         if !(self.tolerance > 0.0 && self.tolerance < 0.5) {
             return Err(usage(format!(
                 "--tolerance {} must be between 0 and 0.5",
-                self.tolerance
+                crate::trace::shown(self.tolerance)
             )));
         }
         Ok(ReadOptions {

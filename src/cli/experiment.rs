@@ -199,7 +199,8 @@ fn record(a: &ExperimentArgs, stop: &AtomicUsize) -> anyhow::Result<Result<PathB
         if !(a.low.is_finite() && a.high.is_finite() && 0.0 <= a.low && a.low < a.high) {
             return Err(UsageError(format!(
                 "--low {} --high {}: give 0 ≤ low < high",
-                a.low, a.high
+                crate::trace::shown(a.low),
+                crate::trace::shown(a.high)
             ))
             .into());
         }

@@ -500,7 +500,7 @@ pub fn run(cmd: LoadCommand) -> anyhow::Result<i32> {
             if !(a.amplitude.is_finite() && a.amplitude >= 0.0) {
                 return Err(usage(format!(
                     "--amplitude {}: give a number ≥ 0 (the wave swings mean ± amplitude)",
-                    a.amplitude
+                    crate::trace::shown(a.amplitude)
                 )));
             }
             resolved("--period", a.period, slice)?;

@@ -252,7 +252,7 @@ fn mesh(a: MeshArgs) -> anyhow::Result<i32> {
     if interval < Duration::from_millis(1) {
         return Err(usage(format!(
             "--interval {}: give at least 0.001 s (agents send at most 1000 probes/s)",
-            a.interval
+            crate::trace::shown(a.interval)
         )));
     }
     let probe_timeout = seconds("--probe-timeout", a.probe_timeout, 10.0)?;
@@ -262,8 +262,9 @@ fn mesh(a: MeshArgs) -> anyhow::Result<i32> {
         Some(w) if w.is_finite() && w >= 0.0 && w < a.seconds => Some(Duration::from_secs_f64(w)),
         Some(w) => {
             return Err(usage(format!(
-                "--warmup {w}: give seconds ≥ 0 and shorter than --seconds {}",
-                a.seconds
+                "--warmup {}: give seconds ≥ 0 and shorter than --seconds {}",
+                crate::trace::shown(w),
+                crate::trace::shown(a.seconds)
             )));
         }
     };

@@ -45,13 +45,13 @@ pub fn run(a: TopoArgs) -> anyhow::Result<i32> {
     if !(0.0..=1.0).contains(&a.threshold) {
         return Err(usage(format!(
             "--threshold {} must be between 0 and 1 (a share of the largest weight)",
-            a.threshold
+            crate::trace::shown(a.threshold)
         )));
     }
     if !(0.0..=1.0).contains(&a.min_score) {
         return Err(usage(format!(
             "--min-score {} must be between 0 and 1",
-            a.min_score
+            crate::trace::shown(a.min_score)
         )));
     }
     let matrix = topo::read_matrix(&a.matrix)?;
