@@ -55,10 +55,10 @@ pub struct Fields<'a> {
     gap: usize,
 }
 
-impl Fields<'_> {
+impl<'a> Fields<'a> {
     /// Field `i` (empty if there is no such field).
     #[inline(always)]
-    pub fn get(&self, i: usize) -> &[u8] {
+    pub fn get(&self, i: usize) -> &'a [u8] {
         let Some(&b) = self.ends.get(i) else {
             return b"";
         };
@@ -135,20 +135,7 @@ impl Records {
     /// Field `i` of the current record (empty if there is no such field).
     #[inline(always)]
     pub fn get(&self, i: usize) -> &[u8] {
-        if i >= self.fields {
-            return b"";
-        }
-        let a = if i == 0 {
-            self.first
-        } else {
-            self.ends[i - 1] + self.gap
-        };
-        let b = self.ends[i];
-        if self.quoted {
-            &self.scratch[a..b]
-        } else {
-            &self.buf[a..b]
-        }
+        self.fields().get(i)
     }
 
     /// The current record's fields, for reading many: the record's kind (plain or quoted)

@@ -162,6 +162,14 @@ impl Track {
         self.pending.unwrap_or(self.cur_t)
     }
 
+    /// Starts every averaged column's sums with the previous row over `w` seconds.
+    fn start_sums(&mut self, w: f64) {
+        let prev = &self.prev;
+        for (&j, r) in self.averaged.iter().zip(self.rates.iter_mut()) {
+            *r = Rate::start(prev[j], w);
+        }
+    }
+
     /// Adds the current row over `w` seconds to every averaged column's sums.
     fn add_piece(&mut self, w: f64) {
         let cur = &self.cur;
@@ -226,14 +234,11 @@ impl Track {
                     Pieces::Two(..) | Pieces::Summed => self.add_piece(w),
                 }
             } else if let Pieces::One(w1) = pieces {
-                // (A later pass than the piece's, so after a step.) A step gave no piece (a row at the very time of the one before: a gap's
-                // row one period before a real one rounds onto it when the period is below
-                // the time's resolution). The lone piece's row is `prev` now and would not
-                // be `prev` at the next piece: sum it.
-                let prev = &self.prev;
-                for (&j, r) in self.averaged.iter().zip(self.rates.iter_mut()) {
-                    *r = Rate::start(prev[j], w1);
-                }
+                // A step (this pass comes after one) gave no piece: a row at the very time
+                // of the one before, as a gap's row one period before a real one is when
+                // the period is below the time's resolution. The lone piece's row is `prev`
+                // now and would not be at the next piece: sum it.
+                self.start_sums(w1);
                 pieces = Pieces::Summed;
             }
             if self.cur_t >= hi {
@@ -241,12 +246,8 @@ impl Track {
             }
             if let Pieces::Two(w1, w2) = pieces {
                 // The step drops the first row: sum the two pieces now.
-                let prev = &self.prev;
-                let cur = &self.cur;
-                for (&j, r) in self.averaged.iter().zip(self.rates.iter_mut()) {
-                    *r = Rate::start(prev[j], w1);
-                    r.add_known(cur[j], w2);
-                }
+                self.start_sums(w1);
+                self.add_piece(w2);
                 pieces = Pieces::Summed;
             }
             if !self.step()? {
