@@ -251,24 +251,30 @@ impl<B: Blocks> GridSink for CsvSink<B> {
         if self.memo.len() != values.len() {
             self.memo = vec![Memo::default(); values.len()];
         }
+        // The block as a local slice: its start and length stay in registers, where stores
+        // of bytes through `self.buf` would make the compiler reload them for every cell.
+        let buf = &mut self.buf[..];
+        let num = &mut self.num;
         for (v, m) in values.iter().zip(self.memo.iter_mut()) {
-            self.buf[at] = b',';
-            at += 1;
             let bits = v.to_bits();
             if bits == 0 {
                 // +0 (the commonest value), as the formatter would write it.
-                self.buf[at] = b'0';
-                at += 1;
-            } else if bits == m.bits && m.at + LONGEST_NUMBER <= at {
+                buf[at..at + 2].copy_from_slice(b",0");
+                at += 2;
+                continue;
+            }
+            buf[at] = b',';
+            at += 1;
+            if bits == m.bits && m.at + LONGEST_NUMBER <= at {
                 // Copied from a row written a while ago: a fixed-size move, and no wide load
                 // of bytes just stored narrowly (which stalls).
-                let (head, tail) = self.buf.split_at_mut(at);
+                let (head, tail) = buf.split_at_mut(at);
                 tail[..LONGEST_NUMBER].copy_from_slice(&head[m.at..m.at + LONGEST_NUMBER]);
                 at += m.len;
             } else if v.is_finite() {
-                let s = self.num.format_finite(*v).as_bytes();
+                let s = num.format_finite(*v).as_bytes();
                 let s = s.strip_suffix(b".0").unwrap_or(s);
-                put(&mut self.buf[at..at + CELL_ROOM], s);
+                put(&mut buf[at..at + CELL_ROOM], s);
                 *m = Memo {
                     bits,
                     at,

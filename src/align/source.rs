@@ -155,31 +155,36 @@ fn parse_with<R>(cell: &[u8], done: impl Fn(f64) -> R, slow: impl Fn(&[u8]) -> R
         Some(b'-') => (true, &cell[1..]),
         _ => (false, cell),
     };
-    // The integer digits, then (after a `.`) the fraction's: two loops with one exit each.
+    // The integer digits, then (after a `.`) the fraction's: two loops with one exit each,
+    // counting an index up to a length held in a register.
     let mut mantissa: u64 = 0;
-    let mut rest = digits;
-    while let [b, tail @ ..] = rest {
-        let d = b.wrapping_sub(b'0');
+    let n = digits.len();
+    let mut i = 0;
+    while i < n {
+        let d = digits[i].wrapping_sub(b'0');
         if d >= 10 {
             break;
         }
         mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(d));
-        rest = tail;
+        i += 1;
     }
-    let has_point = !rest.is_empty();
-    let decimals = match rest {
-        [] => 0,
-        [b'.', fraction @ ..] => {
-            for b in fraction {
-                let d = b.wrapping_sub(b'0');
-                if d >= 10 {
-                    return slow(cell);
-                }
-                mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(d));
+    let has_point = i < n;
+    let decimals = if !has_point {
+        0
+    } else if digits[i] == b'.' {
+        let start = i + 1;
+        let mut j = start;
+        while j < n {
+            let d = digits[j].wrapping_sub(b'0');
+            if d >= 10 {
+                return slow(cell);
             }
-            fraction.len()
+            mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(d));
+            j += 1;
         }
-        _ => return slow(cell),
+        n - start
+    } else {
+        return slow(cell);
     };
     let count = digits.len() - usize::from(has_point);
     // Up to 19 digits (leading zeros included, which is stricter than 19 significant
