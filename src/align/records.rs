@@ -127,6 +127,26 @@ impl Records {
         self.fields == 0
     }
 
+    /// The bytes not yet read, for a caller that reads a plain record itself, followed by
+    /// one 0 byte (a sentinel: it is no digit, separator or quote, so the caller's loops
+    /// stop at it without counting). What follows the sentinel is not data.
+    #[inline(always)]
+    pub fn unread(&self) -> &[u8] {
+        &self.buf[self.pos..=self.end]
+    }
+
+    /// Steps over one record of one line, `len` bytes with its line break, that the caller
+    /// read itself from [`Records::unread`] (and found to have the header's width). Its
+    /// fields are not served: [`Records::get`] gives empty cells until the next record.
+    #[inline(always)]
+    pub fn consume_line(&mut self, len: usize) {
+        debug_assert!(self.pos + len <= self.end);
+        self.pos += len;
+        self.line = self.next_line;
+        self.next_line += 1;
+        self.fields = 0;
+    }
+
     /// Line (1-based) where the current record starts.
     pub fn line(&self) -> u64 {
         self.line
@@ -203,12 +223,14 @@ impl Records {
             self.end -= self.pos;
             self.pos = 0;
         }
-        if self.end == self.buf.len() {
+        // The last byte is kept for the sentinel after the data.
+        if self.end + 1 >= self.buf.len() {
             let n = self.buf.len() * 2;
             self.buf.resize(n, 0);
         }
+        let room = self.buf.len() - 1;
         loop {
-            match self.file.read(&mut self.buf[self.end..]) {
+            match self.file.read(&mut self.buf[self.end..room]) {
                 Ok(0) => {
                     self.eof = true;
                     break;
@@ -221,6 +243,7 @@ impl Records {
                 Err(e) => bail!("{}: {e}", self.label),
             }
         }
+        self.buf[self.end] = 0;
         if !self.started && (self.end >= 3 || self.eof) {
             self.started = true;
             if self.buf[..self.end].starts_with(b"\xEF\xBB\xBF") {

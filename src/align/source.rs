@@ -186,12 +186,22 @@ fn parse_with<R>(cell: &[u8], done: impl Fn(f64) -> R, slow: impl Fn(&[u8]) -> R
         return slow(cell);
     };
     let count = digits.len() - usize::from(has_point);
+    match digits_value(mantissa, count, decimals) {
+        Some(v) => done(if neg { -v } else { v }),
+        None => slow(cell),
+    }
+}
+
+/// The value of `count` digits read as `mantissa` with `decimals` of them after the point,
+/// correctly rounded; `None` where the fast way does not apply (no digit, or more than 19).
+#[inline(always)]
+fn digits_value(mantissa: u64, count: usize, decimals: usize) -> Option<f64> {
     // Up to 19 digits (leading zeros included, which is stricter than 19 significant
     // ones) fit the mantissa exactly.
-    if count == 0 || count > 19 || decimals > 22 {
-        return slow(cell);
+    if count == 0 || count > 19 {
+        return None;
     }
-    let v = if decimals == 0 {
+    Some(if decimals == 0 {
         // An integer: `as` rounds to nearest, ties to even, as the standard parser does
         // (through `i64` where it fits, which converts in one instruction).
         if mantissa < 1 << 63 {
@@ -201,12 +211,119 @@ fn parse_with<R>(cell: &[u8], done: impl Fn(f64) -> R, slow: impl Fn(&[u8]) -> R
         }
     } else if mantissa < 1 << 53 {
         mantissa as f64 / POW10[decimals]
-    } else if decimals < NEG_POW5.len() {
-        lemire_quotient(mantissa, decimals)
     } else {
-        return slow(cell);
-    };
-    done(if neg { -v } else { v })
+        lemire_quotient(mantissa, decimals)
+    })
+}
+
+/// A number cell read straight from a record's bytes at `buf[i..]`: its value (NaN for an
+/// empty cell, one that ends at once in `,` or `\n`) and where it stops, at the first byte
+/// that is not part of `[-]DIGITS[.DIGITS]`; `None` where the fast way does not apply.
+/// `buf` must end in a byte that is none of those (the reader's sentinel), so the loops
+/// need no length. The digits are read as [`parse_number`] reads them.
+#[inline(always)]
+fn number_at(buf: &[u8], mut i: usize) -> Option<(f64, usize)> {
+    let first = buf[i];
+    if first == b',' || first == b'\n' {
+        return Some((f64::NAN, i));
+    }
+    // A lone `0` (the commonest cell) before a comma; `first` is not the sentinel, so
+    // there is a byte after it.
+    if first == b'0' && buf[i + 1] == b',' {
+        return Some((0.0, i + 1));
+    }
+    let neg = first == b'-';
+    i += usize::from(neg);
+    let start = i;
+    let mut mantissa: u64 = 0;
+    loop {
+        let d = buf[i].wrapping_sub(b'0');
+        if d >= 10 {
+            break;
+        }
+        mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(d));
+        i += 1;
+    }
+    // Counts capped (a no-op for any count that is used) so that the compiler does not
+    // carry pointers derived from them through the loops.
+    let mut count = (i - start).min(255);
+    let mut decimals = 0;
+    if buf[i] == b'.' {
+        i += 1;
+        let point = i;
+        loop {
+            let d = buf[i].wrapping_sub(b'0');
+            if d >= 10 {
+                break;
+            }
+            mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(d));
+            i += 1;
+        }
+        decimals = (i - point).min(255);
+        count += decimals;
+    }
+    let v = digits_value(mantissa, count, decimals)?;
+    Some((if neg { -v } else { v }, i))
+}
+
+/// A time cell `INT[.FRACTION]` (up to 15 digits each) read straight from a record's bytes
+/// at `buf[i..]`, as [`parse_rel_time`] reads it: the time since `origin` and where it
+/// stops; `None` for anything else. `buf` ends as for [`number_at`].
+#[inline(always)]
+fn time_at(buf: &[u8], mut i: usize, origin: i64) -> Option<(f64, usize)> {
+    let start = i;
+    let mut int: i64 = 0;
+    loop {
+        let d = buf[i].wrapping_sub(b'0');
+        if d >= 10 {
+            break;
+        }
+        int = int.wrapping_mul(10).wrapping_add(i64::from(d));
+        i += 1;
+    }
+    if i == start || i - start > 15 {
+        return None;
+    }
+    let mut f = 0.0;
+    if buf[i] == b'.' {
+        i += 1;
+        let point = i;
+        let mut m: u64 = 0;
+        loop {
+            let d = buf[i].wrapping_sub(b'0');
+            if d >= 10 {
+                break;
+            }
+            m = m.wrapping_mul(10).wrapping_add(u64::from(d));
+            i += 1;
+        }
+        if i - point > 15 {
+            return None;
+        }
+        f = rel_fraction(m, i - point);
+    }
+    Some(((int - origin) as f64 + f, i))
+}
+
+/// A time's fraction of `n` ≤ 15 digits read as `m`: below 10^15 < 2^53 over an exact power
+/// of ten, one correct rounding, as `parse_number` gives.
+#[inline(always)]
+fn rel_fraction(m: u64, n: usize) -> f64 {
+    if n == 0 { 0.0 } else { m as f64 / POW10[n] }
+}
+
+/// A field that is not a number wanted, read straight from a record's bytes at `buf[i..]`:
+/// where it stops (`,` or `\n`); `None` at a quote (the RFC 4180 parser's case) or the
+/// sentinel. `buf` ends as for [`number_at`].
+#[inline(always)]
+fn skip_at(buf: &[u8], mut i: usize) -> Option<usize> {
+    loop {
+        match buf[i] {
+            b',' | b'\n' => return Some(i),
+            b'"' | 0 => return None,
+            _ => i += 1,
+        }
+    }
 }
 
 /// Powers of ten exact as `f64`.
@@ -335,9 +452,7 @@ pub fn parse_rel_time(cell: &[u8], origin: i64) -> Option<f64> {
                 }
                 m = m * 10 + u64::from(b - b'0');
             }
-            // Below 10^15 < 2^53 over an exact power of ten: one correct rounding, as
-            // `parse_number` gives.
-            m as f64 / POW10[digits.len()]
+            rel_fraction(m, digits.len())
         }
         frac @ [b'.', digits @ ..] if digits.iter().all(u8::is_ascii_digit) => parse_number(frac)?,
         _ => return slow_time(cell, origin),
@@ -571,7 +686,21 @@ struct RowParser {
     origin: i64,
     /// Local time and line of the row read last.
     last: Option<(f64, u64)>,
+    /// What each field of a record is, for reading plain records in one pass (empty: every
+    /// record goes through the splitter).
+    roles: Vec<Role>,
 }
+
+/// What a field is to [`RowParser::read_plain`]: below [`SKIP`], the index of the data
+/// value it holds. A number, not an enum, so that the test for a data value is one
+/// compare (an enum's `match` compiles to a jump table, which predicts worse).
+type Role = u32;
+/// A field not read.
+const SKIP: Role = u32::MAX - 2;
+/// The inline clock offset.
+const OFFSET: Role = u32::MAX - 1;
+/// The time.
+const TIME: Role = u32::MAX;
 
 /// A parsed row.
 #[derive(Clone, Copy)]
@@ -582,27 +711,123 @@ struct Row {
 }
 
 impl RowParser {
-    /// Reads the next row's values into `values`; `None` at the end.
-    fn read(&mut self, values: &mut [f64]) -> anyhow::Result<Option<Row>> {
-        if !self.rec.next_record()? {
-            return Ok(None);
+    /// A parser for the records after the header `rec` has just read.
+    fn new(rec: Records, spec: &ReadSpec, offset_idx: Option<usize>, origin: i64) -> Self {
+        let mut p = RowParser {
+            rec,
+            label: spec.path.display().to_string(),
+            time_idx: spec.time_idx,
+            columns: spec.columns.clone(),
+            names: spec.names.clone(),
+            offset_idx,
+            origin,
+            last: None,
+            roles: Vec::new(),
+        };
+        p.roles = p.plan_roles().unwrap_or_default();
+        p
+    }
+
+    /// Each field's role, from the header's width; `None` if a field would have two (the
+    /// one-pass reader then stays off).
+    fn plan_roles(&self) -> Option<Vec<Role>> {
+        let mut roles = vec![SKIP; self.rec.len()];
+        let mut give = |i: usize, role: Role| match roles.get_mut(i) {
+            Some(r) if *r == SKIP => {
+                *r = role;
+                Some(())
+            }
+            _ => None,
+        };
+        give(self.time_idx, TIME)?;
+        if let Some(oi) = self.offset_idx {
+            give(oi, OFFSET)?;
         }
-        let rec = &self.rec;
-        let line = rec.line();
-        let ti = self.time_idx;
-        let t = time_cell(rec, &self.label, ti, self.origin)?;
+        for (k, &ci) in self.columns.iter().enumerate() {
+            give(ci, u32::try_from(k).ok().filter(|&k| k < SKIP)?)?;
+        }
+        Some(roles)
+    }
+
+    /// Reads the next record in one pass over its bytes, without splitting it first, when it
+    /// is the common case: complete in the buffer, one line, no quote, the header's width,
+    /// and every cell read in the fast numbers' form. Gives the time and the probe, the
+    /// values in `values`; `None` (having consumed nothing) leaves the record to the
+    /// splitter and the general cell readers, which give the same values or the errors.
+    #[inline(always)]
+    fn read_plain(&mut self, values: &mut [f64]) -> Option<(f64, Option<f64>)> {
+        let last = self.roles.len().checked_sub(1)?;
+        let buf = self.rec.unread();
+        let mut i = 0;
+        let mut t = 0.0;
+        let mut probe = None;
+        for (f, &role) in self.roles.iter().enumerate() {
+            let end = if role < SKIP {
+                let (v, end) = number_at(buf, i)?;
+                *values.get_mut(role as usize)? = v;
+                end
+            } else if role == TIME {
+                let (v, end) = time_at(buf, i, self.origin)?;
+                t = v;
+                end
+            } else if role == OFFSET {
+                let (v, end) = number_at(buf, i)?;
+                probe = (!v.is_nan()).then_some(v);
+                end
+            } else {
+                skip_at(buf, i)?
+            };
+            // The cell must end where the splitter ends it: at a comma, and the last at the
+            // line break (a `\r` before it dropped).
+            if buf[end] == b',' && f < last {
+                i = end + 1;
+                continue;
+            }
+            if f < last {
+                return None;
+            }
+            let len = match buf[end] {
+                b'\n' => end + 1,
+                b'\r' if buf[end + 1] == b'\n' => end + 2,
+                _ => return None,
+            };
+            self.rec.consume_line(len);
+            return Some((t, probe));
+        }
+        None
+    }
+
+    /// Refuses a time not after the last row's.
+    fn check_order(&mut self, t: f64, line: u64) -> anyhow::Result<()> {
         if let Some((pt, pline)) = self.last
             && t <= pt
         {
             bail!(
                 "{}:{line}:{}: time goes backwards: {} after {} on line {pline}",
                 self.label,
-                ti + 1,
+                self.time_idx + 1,
                 abs_time(t, self.origin),
                 abs_time(pt, self.origin)
             );
         }
         self.last = Some((t, line));
+        Ok(())
+    }
+
+    /// Reads the next row's values into `values`; `None` at the end.
+    fn read(&mut self, values: &mut [f64]) -> anyhow::Result<Option<Row>> {
+        if let Some((t, probe)) = self.read_plain(values) {
+            let line = self.rec.line();
+            self.check_order(t, line)?;
+            return Ok(Some(Row { t, line, probe }));
+        }
+        if !self.rec.next_record()? {
+            return Ok(None);
+        }
+        let line = self.rec.line();
+        let t = time_cell(&self.rec, &self.label, self.time_idx, self.origin)?;
+        self.check_order(t, line)?;
+        let rec = &self.rec;
         let probe = match self.offset_idx {
             Some(oi) => probe_cell(rec, &self.label, oi)?,
             None => None,
@@ -735,21 +960,12 @@ impl SourceReader {
         if !rec.next_record()? {
             bail!("{label}: cannot read the header: the file is empty");
         }
-        let mut parser = RowParser {
-            rec,
-            label: label.clone(),
-            time_idx: spec.time_idx,
-            columns: spec.columns.clone(),
-            names: spec.names.clone(),
-            offset_idx: None,
-            origin,
-            last: None,
-        };
+        let mut offset_idx = None;
         let clock = match &spec.offset_column {
             None => Clock::None,
             Some(oc) if oc.path == spec.path => {
                 let (_, oi) = clock_indices(&oc.path, &oc.column)?;
-                parser.offset_idx = Some(oi);
+                offset_idx = Some(oi);
                 Clock::Inline {
                     column: oc.clone(),
                     ahead: Lookahead::new(spec.columns.len()),
@@ -761,6 +977,7 @@ impl SourceReader {
             }
             Some(oc) => Clock::Cursor(ClockCursor::open(oc, origin)?, None),
         };
+        let parser = RowParser::new(rec, spec, offset_idx, origin);
         let mut r = SourceReader {
             parser,
             label,
@@ -1056,6 +1273,184 @@ mod tests {
             }
         }
         assert_eq!(checked, 20_000 * 7 * 4 * 3);
+    }
+
+    /// Every row of `path` read by the one-pass reader (where it applies) and by the
+    /// splitter alone, as text (bits of the values, the line, the probe; or the error);
+    /// and how many rows the one-pass reader took.
+    fn rows_both_ways(
+        path: &Path,
+        spec: &ReadSpec,
+        offset_idx: Option<usize>,
+    ) -> (Vec<String>, Vec<String>, usize) {
+        let open = || {
+            let mut rec = Records::open(path).expect("open");
+            assert!(rec.next_record().expect("header"));
+            RowParser::new(rec, spec, offset_idx, 1000)
+        };
+        let (mut fast, mut slow) = (open(), open());
+        assert!(!fast.roles.is_empty(), "the one-pass reader is on");
+        slow.roles.clear();
+        let mut out = (Vec::new(), Vec::new(), 0);
+        let show = |r: anyhow::Result<Option<Row>>, v: &[f64]| match r {
+            Ok(Some(row)) => format!(
+                "{} {} {:?} {:?}",
+                row.t.to_bits(),
+                row.line,
+                row.probe.map(f64::to_bits),
+                v.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+            ),
+            Ok(None) => "end".into(),
+            Err(e) => format!("{e:#}"),
+        };
+        let n = spec.columns.len();
+        let (mut a, mut b) = (vec![0.0; n], vec![0.0; n]);
+        loop {
+            let ra = fast.read(&mut a);
+            // A record the one-pass reader took leaves no fields behind.
+            let took = matches!(ra, Ok(Some(_))) && fast.rec.is_empty();
+            out.2 += usize::from(took);
+            let (sa, sb) = (show(ra, &a), show(slow.read(&mut b), &b));
+            let done = sa == "end" || sa.contains(": ");
+            out.0.push(sa);
+            out.1.push(sb);
+            if done {
+                return out;
+            }
+        }
+    }
+
+    #[test]
+    fn one_pass_rows_equal_the_splitters() {
+        let mut s = 0x0123_4567_89ab_cdefu64;
+        let mut rnd = move |n: u64| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s % n
+        };
+        // Common cells first, then the rarer forms the one-pass reader leaves to the
+        // splitter, then (from `VALID` on) cells that are errors.
+        let values = [
+            "0",
+            "0",
+            "0",
+            "5",
+            "-12",
+            "3.25",
+            "0.1",
+            "92.6829268292683",
+            "27720.780168715006",
+            "",
+            "-0",
+            "5.",
+            ".5",
+            "-.5",
+            "1234567890123456789",
+            "12345678901234567890",
+            "0.0000000000000000001",
+            "1e5",
+            " 7",
+            "7 ",
+            "\"8\"",
+            "00012.50",
+            "5\r",
+            "\t3",
+            "-",
+            "x",
+            "inf",
+            "1.2.3",
+            "0,",
+        ];
+        const VALID: u64 = 24;
+        // `"q,x"` spans two fields to a reader blind to quotes: `note` and `b`, which some
+        // files do not read.
+        let skips = ["abc", "", "a b", "\"q,x\"", "1\r", "0", "\"\"", "x\u{0}y"];
+        let probes = ["", "", "", "0.25", "-0.5", " 0.1 ", "0", "x"];
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut took = 0;
+        let mut rows = 0;
+        for file in 0..120 {
+            let p = dir.path().join(format!("t{file}.csv"));
+            let big = file < 4;
+            let n = if big { 12_000 } else { 1 + rnd(300) as usize };
+            // Rare oddities in the big files (so that they are read to their end), common
+            // ones in the small.
+            let odd = if big { 400 } else { 12 };
+            let mut text = String::from("time,a,note,b,clock_offset_s,c\n");
+            for i in 0..n {
+                let t = 1000.0 + i as f64 * 0.1;
+                // Times that go back (errors) are rarer still.
+                let time = match rnd(odd) {
+                    0 => format!(" {t:.3}"),
+                    1 => format!("{t:.6} "),
+                    2 => format!("{t:.17}"),
+                    // 19 decimals, still after the row before.
+                    3 => format!("{t:.6}{:013}", rnd(10_000_000_000_000)),
+                    4 if !big && rnd(8) == 0 => "2026-01-01T00:00:00Z".to_string(),
+                    5 if !big && rnd(8) == 0 => format!("{:.6}", t - 1.0),
+                    6 if !big && rnd(8) == 0 => format!("99999999999999999{t:.3}"),
+                    _ => format!("{t:.6}"),
+                };
+                // Errors only in the small files, so that the big are read to their end.
+                let forms = if big { VALID } else { values.len() as u64 };
+                let mut cell = || {
+                    let k = if rnd(odd) == 0 { rnd(forms) } else { rnd(9) };
+                    values[k as usize].to_string()
+                };
+                let (a, b, c) = (cell(), cell(), cell());
+                let note = skips[if rnd(odd) == 0 { rnd(8) as usize } else { 0 }];
+                let kinds = match rnd(odd) {
+                    0 if big => 7,
+                    0 => 8,
+                    _ => 3,
+                };
+                let probe = probes[rnd(kinds) as usize];
+                if !big && rnd(odd * 4) == 0 {
+                    // A field short, with a quoted comma: as many commas as a full row.
+                    text += &format!("{time},{a},\"q,x\",{b},{c}");
+                } else {
+                    text += &format!("{time},{a},{note},{b},{probe},{c}");
+                }
+                text += match rnd(odd) {
+                    0 => "\r\n",
+                    1 => "\n\n",
+                    2 => "\r\r\n",
+                    3 if i + 1 == n => "",
+                    _ => "\n",
+                };
+            }
+            std::fs::write(&p, text).expect("write");
+            let (columns, names) = if file % 3 == 0 {
+                (vec![5, 1], vec!["c".into(), "a".into()])
+            } else {
+                (vec![5, 1, 3], vec!["c".into(), "a".into(), "b".into()])
+            };
+            let spec = ReadSpec {
+                path: p.clone(),
+                time_idx: 0,
+                columns,
+                names,
+                offset_column: None,
+                constant: 0.0,
+            };
+            let (fast, slow, n) = rows_both_ways(&p, &spec, Some(4));
+            assert_eq!(fast, slow, "{}", p.display());
+            took += n;
+            rows += fast.len();
+            if big {
+                assert!(fast.len() > 11_000, "{} rows of 12,000", fast.len());
+            }
+        }
+        // Most rows went the one way, and the other way still had work.
+        assert!(
+            took > rows * 3 / 4,
+            "{took} of {rows} rows read in one pass"
+        );
+        assert!(
+            took < rows * 99 / 100,
+            "{took} of {rows} rows read in one pass"
+        );
     }
 
     #[test]
