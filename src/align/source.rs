@@ -224,9 +224,6 @@ fn digits_value(mantissa: u64, count: usize, decimals: usize) -> Option<f64> {
 #[inline(always)]
 fn number_at(buf: &[u8], mut i: usize) -> Option<(f64, usize)> {
     let first = buf[i];
-    if first == b',' || first == b'\n' {
-        return Some((f64::NAN, i));
-    }
     // A lone `0` (the commonest cell) before a comma; `first` is not the sentinel, so
     // there is a byte after it.
     if first == b'0' && buf[i + 1] == b',' {
@@ -262,8 +259,13 @@ fn number_at(buf: &[u8], mut i: usize) -> Option<(f64, usize)> {
         decimals = (i - point).min(255);
         count += decimals;
     }
-    let v = digits_value(mantissa, count, decimals)?;
-    Some((if neg { -v } else { v }, i))
+    match digits_value(mantissa, count, decimals) {
+        Some(v) => Some((if neg { -v } else { v }, i)),
+        // No digit: an empty cell if it ends at once (looked at only here, off the
+        // common path).
+        None if first == b',' || first == b'\n' => Some((f64::NAN, i)),
+        None => None,
+    }
 }
 
 /// A time cell `INT[.FRACTION]` (up to 15 digits each) read straight from a record's bytes
@@ -702,6 +704,36 @@ const OFFSET: Role = u32::MAX - 1;
 /// The time.
 const TIME: Role = u32::MAX;
 
+/// [`RowParser::read_plain`]'s record: its bytes, and the time and probe read so far.
+struct PlainCell<'a> {
+    buf: &'a [u8],
+    origin: i64,
+    t: f64,
+    probe: Option<f64>,
+}
+
+impl PlainCell<'_> {
+    /// Reads the cell at `i` by its role; where it stops.
+    #[inline(always)]
+    fn read(&mut self, role: Role, i: usize, values: &mut [f64]) -> Option<usize> {
+        if role < SKIP {
+            let (v, end) = number_at(self.buf, i)?;
+            *values.get_mut(role as usize)? = v;
+            Some(end)
+        } else if role == TIME {
+            let (t, end) = time_at(self.buf, i, self.origin)?;
+            self.t = t;
+            Some(end)
+        } else if role == OFFSET {
+            let (v, end) = number_at(self.buf, i)?;
+            self.probe = (!v.is_nan()).then_some(v);
+            Some(end)
+        } else {
+            skip_at(self.buf, i)
+        }
+    }
+}
+
 /// A parsed row.
 #[derive(Clone, Copy)]
 struct Row {
@@ -756,45 +788,33 @@ impl RowParser {
     /// splitter and the general cell readers, which give the same values or the errors.
     #[inline(always)]
     fn read_plain(&mut self, values: &mut [f64]) -> Option<(f64, Option<f64>)> {
-        let last = self.roles.len().checked_sub(1)?;
+        let (&last, body) = self.roles.split_last()?;
         let buf = self.rec.unread();
+        let mut cell = PlainCell {
+            buf,
+            origin: self.origin,
+            t: 0.0,
+            probe: None,
+        };
+        // Each cell must end where the splitter ends it: at a comma, and the last at the
+        // line break (a `\r` before it dropped).
         let mut i = 0;
-        let mut t = 0.0;
-        let mut probe = None;
-        for (f, &role) in self.roles.iter().enumerate() {
-            let end = if role < SKIP {
-                let (v, end) = number_at(buf, i)?;
-                *values.get_mut(role as usize)? = v;
-                end
-            } else if role == TIME {
-                let (v, end) = time_at(buf, i, self.origin)?;
-                t = v;
-                end
-            } else if role == OFFSET {
-                let (v, end) = number_at(buf, i)?;
-                probe = (!v.is_nan()).then_some(v);
-                end
-            } else {
-                skip_at(buf, i)?
-            };
-            // The cell must end where the splitter ends it: at a comma, and the last at the
-            // line break (a `\r` before it dropped).
-            if buf[end] == b',' && f < last {
-                i = end + 1;
-                continue;
-            }
-            if f < last {
+        for &role in body {
+            let end = cell.read(role, i, values)?;
+            if buf[end] != b',' {
                 return None;
             }
-            let len = match buf[end] {
-                b'\n' => end + 1,
-                b'\r' if buf[end + 1] == b'\n' => end + 2,
-                _ => return None,
-            };
-            self.rec.consume_line(len);
-            return Some((t, probe));
+            i = end + 1;
         }
-        None
+        let end = cell.read(last, i, values)?;
+        let len = match buf[end] {
+            b'\n' => end + 1,
+            b'\r' if buf[end + 1] == b'\n' => end + 2,
+            _ => return None,
+        };
+        let (t, probe) = (cell.t, cell.probe);
+        self.rec.consume_line(len);
+        Some((t, probe))
     }
 
     /// Refuses a time not after the last row's.
