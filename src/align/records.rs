@@ -10,6 +10,10 @@
 //! as the first (the header). Unlike it, a `\r` alone (old Mac line ends) does not end a
 //! record: it stays in its field, where a number cell is refused with file:line:column unless
 //! the `\r` is at the cell's edge (ASCII padding, trimmed).
+//!
+//! A caller that can read the common record faster itself (align's one-pass reader) takes
+//! the unread bytes, which always end in a 0 sentinel, and steps over the record it read;
+//! it leaves every other record to `next_record`.
 
 use std::fs::File;
 use std::io::{ErrorKind, Read};
