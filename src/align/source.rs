@@ -222,7 +222,7 @@ fn digits_value(mantissa: u64, count: usize, decimals: usize) -> Option<f64> {
 /// `buf` must end in a byte that is none of those (the reader's sentinel), so the loops
 /// need no length. The digits are read as [`parse_number`] reads them.
 #[inline(always)]
-fn number_at(buf: &[u8], mut i: usize) -> Option<(f64, usize)> {
+fn number_at(buf: &[u8], i: usize) -> Option<(f64, usize)> {
     let first = buf[i];
     // A lone `0` (the commonest cell) before a comma; `first` is not the sentinel, so
     // there is a byte after it.
@@ -230,17 +230,8 @@ fn number_at(buf: &[u8], mut i: usize) -> Option<(f64, usize)> {
         return Some((0.0, i + 1));
     }
     let neg = first == b'-';
-    i += usize::from(neg);
-    let start = i;
-    let mut mantissa: u64 = 0;
-    loop {
-        let d = buf[i].wrapping_sub(b'0');
-        if d >= 10 {
-            break;
-        }
-        mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(d));
-        i += 1;
-    }
+    let start = i + usize::from(neg);
+    let (mut mantissa, mut i) = digits_at(buf, start, 0);
     // Counts capped (a no-op for any count that is used) so that the compiler does not
     // carry pointers derived from them through the loops.
     let mut count = (i - start).min(255);
@@ -248,14 +239,7 @@ fn number_at(buf: &[u8], mut i: usize) -> Option<(f64, usize)> {
     if buf[i] == b'.' {
         i += 1;
         let point = i;
-        loop {
-            let d = buf[i].wrapping_sub(b'0');
-            if d >= 10 {
-                break;
-            }
-            mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(d));
-            i += 1;
-        }
+        (mantissa, i) = digits_at(buf, i, mantissa);
         decimals = (i - point).min(255);
         count += decimals;
     }
@@ -272,39 +256,38 @@ fn number_at(buf: &[u8], mut i: usize) -> Option<(f64, usize)> {
 /// at `buf[i..]`, as [`parse_rel_time`] reads it: the time since `origin` and where it
 /// stops; `None` for anything else. `buf` ends as for [`number_at`].
 #[inline(always)]
-fn time_at(buf: &[u8], mut i: usize, origin: i64) -> Option<(f64, usize)> {
-    let start = i;
-    let mut int: i64 = 0;
-    loop {
-        let d = buf[i].wrapping_sub(b'0');
-        if d >= 10 {
-            break;
-        }
-        int = int.wrapping_mul(10).wrapping_add(i64::from(d));
-        i += 1;
-    }
+fn time_at(buf: &[u8], start: usize, origin: i64) -> Option<(f64, usize)> {
+    let (int, mut i) = digits_at(buf, start, 0);
     if i == start || i - start > 15 {
         return None;
     }
     let mut f = 0.0;
     if buf[i] == b'.' {
-        i += 1;
-        let point = i;
-        let mut m: u64 = 0;
-        loop {
-            let d = buf[i].wrapping_sub(b'0');
-            if d >= 10 {
-                break;
-            }
-            m = m.wrapping_mul(10).wrapping_add(u64::from(d));
-            i += 1;
-        }
+        let point = i + 1;
+        let m;
+        (m, i) = digits_at(buf, point, 0);
         if i - point > 15 {
             return None;
         }
         f = rel_fraction(m, i - point);
     }
-    Some(((int - origin) as f64 + f, i))
+    // At most 15 digits: `int` < 10^15 fits an `i64`.
+    Some(((int as i64 - origin) as f64 + f, i))
+}
+
+/// Decimal digits read from `buf[i..]` onto `acc` (wrapping) up to the first other byte:
+/// the value and where it stopped. `buf` ends as for [`number_at`], whose sentinel stops
+/// the loop.
+#[inline(always)]
+fn digits_at(buf: &[u8], mut i: usize, mut acc: u64) -> (u64, usize) {
+    loop {
+        let d = buf[i].wrapping_sub(b'0');
+        if d >= 10 {
+            return (acc, i);
+        }
+        acc = acc.wrapping_mul(10).wrapping_add(u64::from(d));
+        i += 1;
+    }
 }
 
 /// A time's fraction of `n` ≤ 15 digits read as `m`: below 10^15 < 2^53 over an exact power
